@@ -1,0 +1,124 @@
+"""The database: engine set-up, and the only two ways to run a unit of work (`read`, `write`).
+
+SQLite: WAL mode, and every write transaction starts with BEGIN IMMEDIATE under one
+process-wide lock, so concurrent requests queue for the writer instead of failing with
+"database is locked"; other processes wait on `busy_timeout`.
+PostgreSQL: READ COMMITTED with row locks / conditional updates; a unit of work that hits a
+serialization failure or a deadlock is retried from the start, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import structlog
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import StaticPool
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+WRITE_RETRIES_MAX = 8
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+
+
+def normalise_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3 here."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate in PG_RETRYABLE_SQLSTATES:
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc)
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False):
+        self.url = normalise_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        self._write_lock = threading.RLock()
+        self.engine: Engine = self._make_engine(pool_size, echo)
+
+    def _make_engine(self, pool_size: int, echo: bool) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(self.url, pool_size=pool_size, max_overflow=pool_size * 2,
+                                 pool_pre_ping=True, echo=echo)
+        memory = self.url in ("sqlite://", "sqlite:///:memory:")
+        connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        if memory:
+            # One shared connection, or every checkout would see its own empty database.
+            engine = create_engine(self.url, echo=echo, connect_args=connect_args, poolclass=StaticPool)
+        else:
+            engine = create_engine(self.url, echo=echo, connect_args=connect_args,
+                                   pool_size=pool_size, max_overflow=pool_size * 2)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):
+            # Take transaction control away from pysqlite so BEGIN is ours (SQLAlchemy's documented recipe).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            if not memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection):
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only unit of work (a consistent snapshot on both databases)."""
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _write_once(self) -> Iterator[Connection]:
+        if self.is_sqlite:
+            with self._write_lock:
+                with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn:
+                    with conn.begin():
+                        yield conn
+        else:
+            with self.engine.connect() as conn:
+                with conn.begin():
+                    yield conn
+
+    def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn(conn)` in one write transaction, committed once at the end.
+
+        On a serialization failure or deadlock the whole unit is retried (so `fn` must not call
+        out to the network: it may run more than once).
+        """
+        for attempt in range(1, WRITE_RETRIES_MAX + 1):
+            try:
+                with self._write_once() as conn:
+                    return fn(conn)
+            except DBAPIError as exc:
+                if attempt == WRITE_RETRIES_MAX or not _is_retryable(exc):
+                    raise
+                log.info("db.retry", attempt=attempt, error=type(exc.orig).__name__)
+                time.sleep(min(0.2, 0.005 * 2**attempt) * random.random())
+        raise AssertionError("unreachable")
+
+    def dispose(self) -> None:
+        self.engine.dispose()

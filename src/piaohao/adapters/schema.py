@@ -1,0 +1,211 @@
+"""The platform's tables (SQLAlchemy Core). Alembic migrations in `piaohao/migrations` create them.
+
+Money columns are BigInteger minor units; every status column is changed only through the state
+tables in `piaohao.domain`. Uniqueness that guards money (idempotency keys, one event per fact)
+is a database constraint, never a check in Python.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+from piaohao.clock import to_utc
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores UTC instants; always returns timezone-aware UTC (SQLite keeps no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        value = to_utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else to_utc(value)
+
+
+def _ts(name: str, nullable: bool = True) -> Column:
+    return Column(name, UTCDateTime(), nullable=nullable)
+
+
+merchants = Table(
+    "merchants", metadata,
+    Column("merchant_id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("coins_cap_pct", Integer, nullable=False, server_default="50"),
+    Column("settle_after_days", Integer, nullable=False, server_default="1"),
+    _ts("created_at", False),
+)
+
+apps = Table(
+    "apps", metadata,
+    Column("app_id", String(40), primary_key=True),
+    Column("merchant_id", String(40), ForeignKey("merchants.merchant_id"), nullable=False, index=True),
+    # HMAC needs the secret itself, so it cannot be hashed; it is never logged or returned after creation.
+    Column("secret", String(128), nullable=False),
+    Column("previous_secret", String(128), nullable=True),
+    _ts("previous_secret_expires_at"),
+    Column("status", String(16), nullable=False, server_default="active"),
+    _ts("created_at", False),
+    _ts("rotated_at"),
+)
+
+nonces = Table(
+    "nonces", metadata,
+    Column("app_id", String(40), primary_key=True),
+    Column("nonce", String(64), primary_key=True),
+    _ts("created_at", False),
+    Index("ix_nonces_created_at", "created_at"),
+)
+
+trades = Table(
+    "trades", metadata,
+    Column("trade_no", String(40), primary_key=True),
+    Column("merchant_id", String(40), ForeignKey("merchants.merchant_id"), nullable=False),
+    Column("app_id", String(40), nullable=False),
+    Column("out_trade_no", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("notify_url", String(1024), nullable=True),
+    Column("return_url", String(1024), nullable=True),
+    Column("buyer_id", String(64), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("refunded_amount", BigInteger, nullable=False, server_default="0"),
+    Column("request_hash", String(64), nullable=False),
+    Column("cashier_token", String(40), nullable=False, unique=True),
+    Column("paid_payment_no", String(40), nullable=True),
+    Column("close_reason", String(32), nullable=True),
+    _ts("expires_at", False),
+    _ts("paid_at"),
+    _ts("closed_at"),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+    UniqueConstraint("merchant_id", "out_trade_no", name="uq_trades_merchant_out_trade_no"),
+    Index("ix_trades_status_expires_at", "status", "expires_at"),
+)
+
+payments = Table(
+    "payments", metadata,
+    Column("payment_no", String(40), primary_key=True),
+    Column("trade_no", String(40), ForeignKey("trades.trade_no"), nullable=False),
+    Column("merchant_id", String(40), nullable=False),
+    # One record per attempt: `operation` is "<method>#<attempt>", unique per trade.
+    Column("operation", String(64), nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("channel_txn_no", String(64), nullable=True),
+    Column("redirect_url", String(1024), nullable=True),
+    Column("query_attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", String(512), nullable=True),
+    _ts("next_query_at"),
+    _ts("paid_at"),
+    _ts("finished_at"),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+    UniqueConstraint("trade_no", "operation", name="uq_payments_trade_operation"),
+    Index("ix_payments_status_next_query_at", "status", "next_query_at"),
+    Index("ix_payments_trade_no", "trade_no"),
+    Index("ix_payments_finished_at", "finished_at"),
+)
+
+outbox_events = Table(
+    "outbox_events", metadata,
+    Column("event_id", String(40), primary_key=True),
+    Column("merchant_id", String(40), nullable=False),
+    Column("app_id", String(40), nullable=False),
+    Column("type", String(48), nullable=False),
+    Column("subject_id", String(40), nullable=False),
+    # One event per business fact (e.g. "trade.succeeded:<trade_no>"): a replayed state change
+    # cannot enqueue a second notification.
+    Column("dedupe_key", String(128), nullable=False, unique=True),
+    Column("payload", Text, nullable=False),
+    Column("notify_url", String(1024), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", String(512), nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    _ts("next_attempt_at", False),
+    _ts("lease_until"),
+    _ts("created_at", False),
+    _ts("delivered_at"),
+    _ts("parked_at"),
+    Index("ix_outbox_events_status_next_attempt_at", "status", "next_attempt_at"),
+)
+
+notification_attempts = Table(
+    "notification_attempts", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(40), nullable=False, index=True),
+    Column("attempt_no", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", String(512), nullable=True),
+    Column("duration_ms", Integer, nullable=False),
+    _ts("started_at", False),
+)
+
+alerts = Table(
+    "alerts", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("kind", String(48), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("subject_type", String(32), nullable=True),
+    Column("subject_id", String(64), nullable=True),
+    Column("message", String(1024), nullable=False),
+    Column("details", Text, nullable=True),
+    Column("status", String(16), nullable=False, server_default="open"),
+    _ts("created_at", False),
+    _ts("resolved_at"),
+    Index("ix_alerts_status_created_at", "status", "created_at"),
+)
+
+channel_notifications = Table(
+    "channel_notifications", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("channel", String(32), nullable=False),
+    Column("payment_no", String(40), nullable=True, index=True),
+    Column("verified", Boolean, nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("body", Text, nullable=False),
+    _ts("received_at", False),
+)
+
+channel_credentials = Table(
+    "channel_credentials", metadata,
+    Column("channel", String(32), primary_key=True),
+    Column("mch_id", String(64), nullable=False),
+    Column("private_key_pem", Text, nullable=False),
+    Column("channel_public_key_pem", Text, nullable=True),
+    _ts("created_at", False),
+)

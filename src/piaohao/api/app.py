@@ -1,0 +1,45 @@
+"""The platform's ASGI application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.responses import JSONResponse, Response
+
+from piaohao import __version__
+from piaohao.api import cashier, channels, errors, statements, trades
+from piaohao.api.gateway import GatewayMiddleware
+from piaohao.platform import Platform
+
+DESCRIPTION = """The piaohao merchant API. Every `/v1` call is signed: headers `X-App-Id`, `X-Timestamp`
+(Unix seconds), `X-Nonce` (16-64 chars, single use) and `X-Signature` =
+base64(HMAC-SHA256(app_secret, METHOD + "\\n" + PATH_AND_QUERY + "\\n" + X-Timestamp + "\\n" + X-Nonce +
+"\\n" + BODY)). Amounts are integers in minor units. Errors are `{code, message, request_id}`."""
+
+
+def create_app(p: Platform, *, extra_mounts: dict | None = None) -> FastAPI:
+    app = FastAPI(title="piaohao", version=__version__, description=DESCRIPTION, docs_url="/docs",
+                  redoc_url=None)
+    app.state.platform = p
+    errors.install(app)
+    for router in (trades.router, statements.router, cashier.router, channels.router):
+        app.include_router(router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz():
+        try:
+            with p.db.read() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics():
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for path, sub in (extra_mounts or {}).items():
+        app.mount(path, sub)
+    app.add_middleware(GatewayMiddleware, platform=p)
+    return app

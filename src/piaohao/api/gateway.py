@@ -1,0 +1,200 @@
+"""The signing gateway, as pure ASGI middleware in front of every route.
+
+For every request: a request id (header `X-Request-Id`, also in logs). For `/v1/*`: app lookup,
+timestamp window, HMAC signature over the raw body, nonce replay store, per-merchant rate limit;
+the authenticated merchant and app go into `scope["state"]`. The body is read once, verified, and
+handed on unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from datetime import datetime, timedelta
+
+import anyio.to_thread
+import orjson
+import structlog
+from prometheus_client import Counter, Histogram
+from sqlalchemy import delete, insert
+from sqlalchemy.exc import IntegrityError
+
+from piaohao.adapters.schema import nonces
+from piaohao.api.errors import error_body
+from piaohao.errors import (
+    InvalidSignature,
+    NonceReused,
+    PayloadTooLarge,
+    PiaohaoError,
+    RateLimited,
+    TimestampExpired,
+    UnknownApp,
+)
+from piaohao.platform import Platform
+from piaohao.ratelimit import RateLimiter
+from piaohao.services.merchants import AppAuth, load_app_auth
+from piaohao.signing import verify
+
+log = structlog.get_logger("piaohao.http")
+TIMESTAMP_WINDOW_S = 300
+NONCE_TTL_S = 600
+NONCE_RE = re.compile(r"^[\x21-\x7e]{16,64}$")
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{8,64}$")
+BODY_BYTES_MAX = 256 * 1024
+APP_CACHE_TTL_S = 1.0  # a disabled app stops working within this long
+
+HTTP_REQUESTS = Counter("piaohao_http_requests_total", "HTTP requests", ["method", "route", "status"])
+HTTP_LATENCY = Histogram("piaohao_http_request_seconds", "HTTP request latency", ["route"],
+                         buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10))
+
+
+def route_label(path: str) -> str:
+    """A low-cardinality label: the first two segments (`/v1/trades`, `/cashier`, ...)."""
+    parts = [x for x in path.split("/") if x][:2]
+    if parts and parts[0] not in ("v1", "channels", "sandbox", "cashier", "healthz", "metrics", "openapi.json",
+                                  "docs"):
+        return "/other"
+    if parts and parts[0] in ("cashier", "sandbox"):
+        parts = parts[:1]
+    return "/" + "/".join(parts)
+
+
+class Authenticator:
+    def __init__(self, p: Platform):
+        self.p = p
+        self.limiter = RateLimiter(p.settings.rate_limit_per_s)
+        self._apps: dict[str, tuple[float, AppAuth | None]] = {}
+
+    def _app(self, app_id: str, now: datetime) -> AppAuth | None:
+        mono = time.monotonic()
+        hit = self._apps.get(app_id)
+        if hit and hit[0] > mono:
+            return hit[1]
+        auth = load_app_auth(self.p.db, app_id, now)
+        if len(self._apps) > 10_000:
+            self._apps.clear()
+        self._apps[app_id] = (mono + APP_CACHE_TTL_S, auth)
+        return auth
+
+    def authenticate(self, method: str, path_qs: str, headers: dict[str, str], body: bytes) -> AppAuth:
+        now = self.p.clock.now()
+        app_id = headers.get("x-app-id", "")
+        auth = self._app(app_id, now) if app_id else None
+        if auth is None or not auth.active:
+            raise UnknownApp("unknown or disabled app")
+        ts = headers.get("x-timestamp", "")
+        nonce = headers.get("x-nonce", "")
+        signature = headers.get("x-signature", "")
+        if not ts.isdigit():
+            raise InvalidSignature("X-Timestamp must be Unix seconds")
+        if abs(int(ts) - now.timestamp()) > TIMESTAMP_WINDOW_S:
+            raise TimestampExpired(f"X-Timestamp is more than {TIMESTAMP_WINDOW_S} s from server time")
+        if not NONCE_RE.match(nonce):
+            raise InvalidSignature("X-Nonce must be 16-64 printable characters")
+        if not signature or not any(verify(s, signature, method, path_qs, ts, nonce, body) for s in auth.secrets):
+            raise InvalidSignature("signature does not match")
+        wait_s = self.limiter.acquire(auth.merchant_id)
+        if wait_s > 0:
+            raise RateLimited(int(RateLimiter.retry_after_header(wait_s)))
+        self._remember_nonce(auth.app_id, nonce, now)
+        return auth
+
+    def _remember_nonce(self, app_id: str, nonce: str, now: datetime) -> None:
+        try:
+            self.p.db.write(lambda conn: conn.execute(insert(nonces).values(app_id=app_id, nonce=nonce,
+                                                                           created_at=now)))
+        except IntegrityError:
+            raise NonceReused(f"X-Nonce was already used within {NONCE_TTL_S} s") from None
+
+
+def purge_nonces(p: Platform) -> int:
+    """Forget nonces older than the replay window (plus the timestamp window, to be safe)."""
+    cutoff = p.clock.now() - timedelta(seconds=NONCE_TTL_S + TIMESTAMP_WINDOW_S)
+    return p.db.write(lambda conn: conn.execute(delete(nonces).where(nonces.c.created_at < cutoff)).rowcount) or 0
+
+
+class GatewayMiddleware:
+    def __init__(self, app, platform: Platform):
+        self.app = app
+        self.auth = Authenticator(platform)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        incoming = headers.get("x-request-id", "")
+        request_id = incoming if REQUEST_ID_RE.match(incoming) else "req_" + secrets.token_hex(8)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        path = scope["path"]
+        status_holder = {"status": 500}
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [(b"x-request-id", request_id.encode())]
+            await send(message)
+
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            if path.startswith("/v1/") or path == "/v1":
+                await self._authenticated(scope, receive, send_with_id, headers, state)
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            route = route_label(path)
+            elapsed = time.perf_counter() - started
+            HTTP_REQUESTS.labels(scope["method"], route, str(status_holder["status"])).inc()
+            HTTP_LATENCY.labels(route).observe(elapsed)
+            log.info("http.request", method=scope["method"], path=path, status=status_holder["status"],
+                     ms=round(elapsed * 1000, 2), merchant_id=state.get("merchant_id"))
+
+    async def _authenticated(self, scope, receive, send, headers, state):
+        try:
+            body = await _read_body(receive)
+            qs = scope.get("query_string", b"").decode("latin-1")
+            path_qs = scope.get("raw_path", scope["path"].encode()).decode("latin-1") + (f"?{qs}" if qs else "")
+            auth = await anyio.to_thread.run_sync(self.auth.authenticate, scope["method"], path_qs, headers, body)
+        except PiaohaoError as exc:
+            extra = [(b"retry-after", str(exc.retry_after_s).encode())] if isinstance(exc, RateLimited) else []
+            return await _send_json(send, exc.status, error_body(exc.code, exc.message, state["request_id"]), extra)
+        state["merchant_id"], state["app_id"] = auth.merchant_id, auth.app_id
+        structlog.contextvars.bind_contextvars(merchant_id=auth.merchant_id)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _read_body(receive) -> bytes:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > BODY_BYTES_MAX:
+            raise PayloadTooLarge(f"request body over {BODY_BYTES_MAX} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _send_json(send, status: int, payload: dict, extra_headers=()) -> None:
+    body = orjson.dumps(payload)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *extra_headers]})
+    await send({"type": "http.response.body", "body": body})

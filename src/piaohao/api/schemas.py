@@ -1,0 +1,66 @@
+"""Request bodies: strict types, so a float, a string or a bool is never taken for an amount."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+from piaohao.money import AMOUNT_MAX, CURRENCY_EXPONENT
+
+MerchantKey = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Amount = Annotated[StrictInt, Field(ge=0, le=AMOUNT_MAX)]
+Url = Annotated[StrictStr, Field(max_length=1024, pattern=r"^https?://[^\s]+$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class CreateTradeBody(Strict):
+    out_trade_no: MerchantKey
+    amount: Amount
+    currency: StrictStr = "CNY"
+    subject: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+    notify_url: Url | None = None
+    return_url: Url | None = None
+    expires_at: AwareDatetime | None = None
+    order_created_at: AwareDatetime | None = None
+    order_timeout_s: Annotated[StrictInt, Field(ge=1, le=365 * 86400)] | None = None
+    buyer_id: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        if v not in CURRENCY_EXPONENT:
+            raise ValueError(f"unsupported currency; one of {', '.join(sorted(CURRENCY_EXPONENT))}")
+        return v
+
+
+class PayBody(Strict):
+    method: Annotated[StrictStr, Field(min_length=1, max_length=32)]
+
+
+class TradeOut(BaseModel):
+    trade_no: str
+    out_trade_no: str
+    amount: int
+    currency: str
+    subject: str
+    status: Literal["pending", "succeeded", "closed", "refunded"]
+    refunded_amount: int
+    expires_at: str
+    paid_at: str | None
+    closed_at: str | None
+    close_reason: str | None
+    created_at: str
+    buyer_id: str | None
+    notify_url: str | None
+    return_url: str | None
+    pay_url: str
+
+
+class ErrorOut(BaseModel):
+    code: str
+    message: str
+    request_id: str

@@ -1,0 +1,40 @@
+"""`/v1/trades`: create, read, close."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from piaohao.api.deps import app_id, merchant_id, platform
+from piaohao.api.schemas import CreateTradeBody, ErrorOut, TradeOut
+from piaohao.platform import Platform
+from piaohao.services import trades as svc
+
+router = APIRouter(prefix="/v1/trades", tags=["trades"],
+                   responses={400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 404: {"model": ErrorOut},
+                              429: {"model": ErrorOut}})
+
+
+@router.post("", status_code=201, response_model=TradeOut,
+             responses={200: {"model": TradeOut, "description": "replay of the same request"},
+                        409: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+def create_trade(body: CreateTradeBody, response: Response, p: Platform = Depends(platform),
+                 mch: str = Depends(merchant_id), app: str = Depends(app_id)):
+    trade, created = svc.create_trade(p, mch, app, svc.NewTrade(**body.model_dump()))
+    response.status_code = 201 if created else 200
+    return trade
+
+
+@router.get("", response_model=TradeOut)
+def find_trade(out_trade_no: str = Query(..., min_length=1, max_length=64), p: Platform = Depends(platform),
+               mch: str = Depends(merchant_id)):
+    return svc.get_trade(p, mch, out_trade_no=out_trade_no)
+
+
+@router.get("/{trade_no}", response_model=TradeOut)
+def get_trade(trade_no: str, p: Platform = Depends(platform), mch: str = Depends(merchant_id)):
+    return svc.get_trade(p, mch, trade_no=trade_no)
+
+
+@router.post("/{trade_no}/close", response_model=TradeOut, responses={409: {"model": ErrorOut}})
+def close_trade(trade_no: str, p: Platform = Depends(platform), mch: str = Depends(merchant_id)):
+    return svc.close_trade(p, mch, trade_no)

@@ -1,0 +1,1 @@
+"""Payment channels: each lives in its own folder behind `channels.base.Channel`."""

@@ -1,0 +1,264 @@
+"""Operator commands (`piaohao ...`). Each acts on PIAOHAO_DATABASE_URL; `--json` prints JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+
+import typer
+
+from piaohao.clock import SystemClock
+from piaohao.errors import PiaohaoError
+from piaohao.settings import Settings, SettingsError
+
+app = typer.Typer(help="piaohao: an aggregated payment platform.", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+merchants_app = typer.Typer(help="Merchants.", no_args_is_help=True)
+apps_app = typer.Typer(help="Merchant apps and their secrets.", no_args_is_help=True)
+notifications_app = typer.Typer(help="Merchant notifications (the outbox).", no_args_is_help=True)
+alerts_app = typer.Typer(help="Alerts: the manual-handling queue.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="The sandbox payment channel.", no_args_is_help=True)
+for sub, name in ((db_app, "db"), (merchants_app, "merchants"), (apps_app, "apps"),
+                  (notifications_app, "notifications"), (alerts_app, "alerts"), (sandbox_app, "sandbox")):
+    app.add_typer(sub, name=name)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _db(migrate_now: bool | None = None):
+    from piaohao.bootstrap import open_database
+
+    return open_database(_settings(), migrate_now=migrate_now)
+
+
+def _print(obj, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(obj, default=_json_default, ensure_ascii=False))
+    elif isinstance(obj, list):
+        for row in obj:
+            typer.echo("  ".join(f"{k}={_json_default(v) if isinstance(v, datetime) else v}" for k, v in row.items()))
+    else:
+        for k, v in obj.items():
+            typer.echo(f"{k}: {_json_default(v) if isinstance(v, datetime) else v}")
+
+
+def _json_default(v):
+    if isinstance(v, datetime):
+        return v.isoformat()
+    raise TypeError(type(v).__name__)
+
+
+def _fail(e: PiaohaoError) -> None:
+    typer.echo(f"error: {e.code}: {e.message}", err=True)
+    raise typer.Exit(1)
+
+
+# --- db -------------------------------------------------------------------------------------------
+@db_app.command("upgrade")
+def db_upgrade():
+    """Create or migrate the schema to the newest version."""
+    from piaohao.adapters import migrate
+
+    db = _db(migrate_now=False)
+    migrate.upgrade(db)
+    typer.echo(f"database at revision {migrate.current(db)}")
+
+
+@db_app.command("current")
+def db_current():
+    from piaohao.adapters import migrate
+
+    typer.echo(migrate.current(_db(migrate_now=False)) or "empty")
+
+
+# --- merchants ------------------------------------------------------------------------------------
+@merchants_app.command("create")
+def merchants_create(name: str = typer.Option(..., "--name"), as_json: bool = typer.Option(False, "--json")):
+    """Create a merchant with one app. The app secret is shown this once."""
+    from piaohao.services.merchants import create_merchant
+
+    try:
+        creds = create_merchant(_db(), name, SystemClock().now())
+    except PiaohaoError as e:
+        _fail(e)
+    out = {"merchant_id": creds.merchant_id, "app_id": creds.app_id, "app_secret": creds.app_secret}
+    _print(out, as_json)
+
+
+@merchants_app.command("list")
+def merchants_list(as_json: bool = typer.Option(False, "--json")):
+    from piaohao.services.merchants import list_merchants
+
+    _print(list_merchants(_db()), as_json)
+
+
+@merchants_app.command("update")
+def merchants_update(merchant_id: str, coins_cap_pct: int | None = typer.Option(None, "--coins-cap-pct"),
+                     settle_after_days: int | None = typer.Option(None, "--settle-after-days"),
+                     as_json: bool = typer.Option(False, "--json")):
+    from piaohao.services.merchants import update_merchant
+
+    try:
+        row = update_merchant(_db(), merchant_id, coins_cap_pct=coins_cap_pct, settle_after_days=settle_after_days)
+    except PiaohaoError as e:
+        _fail(e)
+    _print(row, as_json)
+
+
+# --- apps -----------------------------------------------------------------------------------------
+@apps_app.command("create")
+def apps_create(merchant_id: str, as_json: bool = typer.Option(False, "--json")):
+    """Another app for a merchant. Its secret is shown this once."""
+    from piaohao.services.merchants import create_app
+
+    try:
+        creds = create_app(_db(), merchant_id, SystemClock().now())
+    except PiaohaoError as e:
+        _fail(e)
+    _print({"merchant_id": creds.merchant_id, "app_id": creds.app_id, "app_secret": creds.app_secret}, as_json)
+
+
+@apps_app.command("rotate")
+def apps_rotate(app_id: str, grace_s: int = typer.Option(86400, "--grace-s", help="old secret stays valid this long"),
+                as_json: bool = typer.Option(False, "--json")):
+    """A new secret for an app, shown this once; the old one keeps working for --grace-s seconds."""
+    from piaohao.services.merchants import rotate_secret
+
+    try:
+        creds = rotate_secret(_db(), app_id, SystemClock().now(), grace_s)
+    except PiaohaoError as e:
+        _fail(e)
+    _print({"merchant_id": creds.merchant_id, "app_id": creds.app_id, "app_secret": creds.app_secret}, as_json)
+
+
+@apps_app.command("disable")
+def apps_disable(app_id: str):
+    """Refuse every request of an app (401 UNKNOWN_APP) from now on."""
+    from piaohao.services.merchants import set_app_status
+
+    try:
+        set_app_status(_db(), app_id, "disabled")
+    except PiaohaoError as e:
+        _fail(e)
+    typer.echo(f"{app_id} disabled")
+
+
+@apps_app.command("enable")
+def apps_enable(app_id: str):
+    from piaohao.services.merchants import set_app_status
+
+    try:
+        set_app_status(_db(), app_id, "active")
+    except PiaohaoError as e:
+        _fail(e)
+    typer.echo(f"{app_id} enabled")
+
+
+# --- notifications --------------------------------------------------------------------------------
+@notifications_app.command("list")
+def notifications_list(parked: bool = typer.Option(False, "--parked", help="only parked events"),
+                       status: str | None = typer.Option(None, "--status"),
+                       as_json: bool = typer.Option(False, "--json")):
+    """Merchant notification events (newest first)."""
+    from piaohao.services import notifications
+
+    db = _db()
+    rows = notifications.list_parked(db) if parked else notifications.list_events(db, status=status)
+    _print(rows, as_json)
+
+
+@notifications_app.command("resend")
+def notifications_resend(event_id: str, as_json: bool = typer.Option(False, "--json")):
+    """Deliver an event again, with the same id, on the retry schedule from the start."""
+    from piaohao.services import notifications
+
+    try:
+        row = notifications.resend(_db(), event_id, SystemClock().now())
+    except PiaohaoError as e:
+        _fail(e)
+    _print(row, as_json)
+
+
+# --- alerts ---------------------------------------------------------------------------------------
+@alerts_app.command("list")
+def alerts_list(all_: bool = typer.Option(False, "--all", help="resolved ones too"),
+                kind: str | None = typer.Option(None, "--kind"), as_json: bool = typer.Option(False, "--json")):
+    from piaohao.alerts import list_alerts
+
+    _print(list_alerts(_db(), status=None if all_ else "open", kind=kind), as_json)
+
+
+# --- serve ----------------------------------------------------------------------------------------
+@app.command("serve")
+def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port"),
+          workers: bool = typer.Option(True, "--workers/--no-workers", help="run the workers in this process")):
+    """Run the API, its workers and the built-in sandbox channel in one process (migrating first)."""
+    import uvicorn
+
+    from piaohao.bootstrap import assemble
+    from piaohao.logs import configure
+
+    settings = _settings()
+    if not settings.base_url:
+        public_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        settings = settings.with_(base_url=f"http://{public_host}:{port}")
+    configure(settings.log_level)
+    assembly = assemble(settings, migrate_now=True)
+    if workers:
+        assembly.start_workers()
+    try:
+        uvicorn.run(assembly.app, host=host, port=port, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=5)
+    finally:
+        assembly.close()
+
+
+@app.command("worker")
+def worker():
+    """Run only the workers (outbox, expiry, active query) against the database; stop with Ctrl-C."""
+    import signal
+    import threading
+
+    from piaohao.bootstrap import assemble
+    from piaohao.logs import configure
+
+    settings = _settings()
+    configure(settings.log_level)
+    assembly = assemble(settings, with_api=False)
+    assembly.start_workers()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        assembly.close()
+
+
+@sandbox_app.command("serve")
+def sandbox_serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8100, "--port"),
+                  database_url: str = typer.Option("sqlite:///piaohao-sandbox.db", "--database-url")):
+    """Run the sandbox channel on its own, so the platform talks to it over real HTTP
+    (point the platform at it with PIAOHAO_SANDBOX_URL=http://HOST:PORT)."""
+    from piaohao.channels.sandbox import serve_standalone
+    from piaohao.logs import configure
+
+    configure(_settings().log_level)
+    serve_standalone(host, port, database_url)
+
+
+def main() -> None:
+    try:
+        app()
+    except PiaohaoError as e:  # pragma: no cover - commands catch their own
+        print(f"error: {e.code}: {e.message}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Entities and their state tables. No I/O here."""

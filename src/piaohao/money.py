@@ -1,0 +1,44 @@
+"""Money is an integer of minor units plus an ISO 4217 currency. This is the only place it is computed."""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_FLOOR, Decimal
+
+AMOUNT_MAX = 10**15
+CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+# Currencies we accept, with their minor-unit exponent (only used for display and channel conversion).
+CURRENCY_EXPONENT = {"CNY": 2, "USD": 2, "EUR": 2, "HKD": 2, "JPY": 0, "GBP": 2, "SGD": 2}
+
+
+def is_valid_amount(value: object, *, allow_zero: bool = True) -> bool:
+    """True for a real int (not bool) between 0 (or 1) and AMOUNT_MAX."""
+    if type(value) is not int:
+        return False
+    return (0 if allow_zero else 1) <= value <= AMOUNT_MAX
+
+
+def allocate(total_minor: int, weights: list[int] | list[Decimal]) -> list[int]:
+    """Split `total_minor` in proportion to `weights` by the largest-remainder rule.
+
+    The parts always sum exactly to the total and each part is within one minor unit of its exact
+    share. Ties in the remainders go to the earlier weight, so the result is deterministic.
+    """
+    if total_minor < 0:
+        raise ValueError("allocate: total must not be negative")
+    if not weights:
+        raise ValueError("allocate: no weights")
+    ws = [Decimal(w) for w in weights]
+    if any(w < 0 for w in ws):
+        raise ValueError("allocate: weights must not be negative")
+    weight_sum = sum(ws)
+    if weight_sum == 0:
+        raise ValueError("allocate: weights sum to zero")
+    exact = [Decimal(total_minor) * w / weight_sum for w in ws]
+    floors = [int(e.to_integral_value(rounding=ROUND_FLOOR)) for e in exact]
+    left = total_minor - sum(floors)
+    order = sorted(range(len(ws)), key=lambda i: (-(exact[i] - floors[i]), i))
+    for i in order[:left]:
+        floors[i] += 1
+    assert sum(floors) == total_minor, "largest remainder must conserve the total"
+    return floors

@@ -1,0 +1,55 @@
+"""Notifications that channels send us: verify, record, apply, acknowledge."""
+
+from __future__ import annotations
+
+import structlog
+from prometheus_client import Counter
+from sqlalchemy import insert
+
+from piaohao.adapters.schema import channel_notifications
+from piaohao.alerts import WARNING, raise_alert
+from piaohao.channels.base import NotificationAck, NotificationRejected, Outcome, PaymentResult
+from piaohao.platform import Platform
+from piaohao.services.payments import apply_channel_result, schedule_query_now
+
+log = structlog.get_logger(__name__)
+INBOUND = Counter("piaohao_channel_notifications_total", "Channel notifications, by channel and outcome",
+                  ["channel", "outcome"])
+BODY_LOGGED_MAX = 4000
+
+
+def handle_channel_notification(p: Platform, channel_name: str, headers: dict[str, str],
+                                body: bytes) -> NotificationAck:
+    channel = p.channel(channel_name)
+    now = p.clock.now()
+    try:
+        note = channel.verify_notification(headers, body)
+    except NotificationRejected as exc:
+        rejected = exc
+
+        def record_rejection(conn):
+            conn.execute(insert(channel_notifications).values(
+                channel=channel_name, payment_no=(rejected.claimed_payment_no or "")[:40] or None, verified=False,
+                outcome="rejected", body=body[:BODY_LOGGED_MAX].decode("utf-8", "replace"), received_at=now))
+            raise_alert(conn, now=now, kind="notification_rejected", severity=WARNING, subject_type="payment",
+                        subject_id=rejected.claimed_payment_no,
+                        message=f"{channel_name} notification refused: {rejected.reason}")
+        p.db.write(record_rejection)
+        if rejected.claimed_payment_no:
+            schedule_query_now(p, rejected.claimed_payment_no)  # learn the truth from the channel itself
+        INBOUND.labels(channel_name, "rejected").inc()
+        return channel.ack(False)
+
+    effect = "ignored"
+    if note.kind == "payment" and note.payment_no:
+        result = PaymentResult(outcome=note.outcome, channel_txn_no=note.channel_txn_no, amount=note.amount,
+                               currency=note.currency, paid_at=note.finished_at)
+        if note.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CLOSED):
+            effect = apply_channel_result(p, note.payment_no, result, source="notify")
+    p.db.write(lambda conn: conn.execute(insert(channel_notifications).values(
+        channel=channel_name, payment_no=note.payment_no, verified=True, outcome=effect[:32],
+        body=body[:BODY_LOGGED_MAX].decode("utf-8", "replace"), received_at=now)))
+    INBOUND.labels(channel_name, effect).inc()
+    # Acknowledged even when it changed nothing (duplicate, mismatch): a tampered notification has
+    # raised its alert, and the channel must stop retrying it.
+    return channel.ack(True)

@@ -1,0 +1,213 @@
+"""Payment records (支付單) and what channels tell us about them.
+
+Every channel answer, whether it came by notification, by active query or in reply to a close,
+goes through `apply_channel_result`, which is idempotent: a duplicated or late answer finds the
+record already final and changes nothing. Amounts and currencies are checked against our own
+record; a disagreement changes nothing and raises an alert.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import structlog
+from prometheus_client import Counter
+from sqlalchemy import Connection, func, insert, select, update
+
+from piaohao.adapters.schema import payments, trades
+from piaohao.alerts import raise_alert
+from piaohao.channels.base import CreatePayment, Outcome, PaymentResult
+from piaohao.domain import payments as pay_states
+from piaohao.domain import trades as trade_states
+from piaohao.domain.payments import PAYMENT_STATES
+from piaohao.domain.trades import TRADE_STATES
+from piaohao.errors import ChannelUnavailable, TradeNotFound, TradeNotPayable
+from piaohao.ids import new_id
+from piaohao.platform import Platform
+from piaohao.services import notifications
+from piaohao.services.views import trade_view
+
+log = structlog.get_logger(__name__)
+PAYMENT_RESULTS = Counter("piaohao_payment_results_total", "Channel answers applied, by source and effect",
+                          ["source", "effect"])
+
+
+def find_trade_by_token(p: Platform, cashier_token: str):
+    with p.db.read() as conn:
+        row = conn.execute(select(trades).where(trades.c.cashier_token == cashier_token)).mappings().first()
+    if row is None:
+        raise TradeNotFound("no such payment page")
+    return row
+
+
+def start_payment(p: Platform, cashier_token: str, method: str) -> dict:
+    """The buyer chose a channel method: open (or reuse) a payment record and start it at the channel.
+
+    Answers {"redirect_url": ...} for the channel's page, or {"status": "succeeded"} when the
+    channel reports it already paid.
+    """
+    channel = p.channel(method)
+    trade = find_trade_by_token(p, cashier_token)
+    now = p.clock.now()
+
+    def open_attempt(conn: Connection):
+        from piaohao.services.trades import lock_trade
+
+        t = lock_trade(conn, trade["trade_no"])
+        if t["status"] != trade_states.PENDING:
+            raise TradeNotPayable(f"the trade is {t['status']}")
+        if t["expires_at"] <= now:
+            raise TradeNotPayable("the trade has expired")
+        existing = conn.execute(select(payments).where(
+            payments.c.trade_no == t["trade_no"], payments.c.method == method,
+            payments.c.status.in_(pay_states.OPEN_STATES))).mappings().first()
+        if existing is not None:
+            return dict(existing)
+        attempt = conn.execute(select(func.count()).select_from(payments).where(
+            payments.c.trade_no == t["trade_no"])).scalar_one() + 1
+        row = {
+            "payment_no": new_id("pay"), "trade_no": t["trade_no"], "merchant_id": t["merchant_id"],
+            "operation": f"{method}#{attempt}", "method": method, "channel": channel.name, "amount": t["amount"],
+            "currency": t["currency"], "status": pay_states.CREATED, "channel_txn_no": None, "redirect_url": None,
+            "query_attempts": 0, "last_error": None,
+            # Even if the create call below is lost, the active query will find out what happened.
+            "next_query_at": now + timedelta(seconds=p.settings.active_query_after_s),
+            "paid_at": None, "finished_at": None, "created_at": now, "updated_at": now,
+        }
+        conn.execute(insert(payments).values(**row))
+        return row
+
+    payment = p.db.write(open_attempt)
+    if payment["status"] == pay_states.PROCESSING and payment["redirect_url"]:
+        return {"redirect_url": payment["redirect_url"], "payment_no": payment["payment_no"]}
+    result = channel.create_payment(CreatePayment(
+        payment_no=payment["payment_no"], amount=payment["amount"], currency=payment["currency"],
+        subject=trade["subject"], expires_at=trade["expires_at"], notify_url=p.channel_notify_url(channel.name),
+        return_url=trade["return_url"]))
+    if result.outcome == Outcome.PENDING and result.redirect_url:
+        def accepted(conn: Connection):
+            conn.execute(update(payments).where(
+                payments.c.payment_no == payment["payment_no"],
+                payments.c.status.in_(PAYMENT_STATES.sources("channel_accepted"))).values(
+                status=pay_states.PROCESSING, redirect_url=result.redirect_url,
+                channel_txn_no=result.channel_txn_no, updated_at=p.clock.now()))
+        p.db.write(accepted)
+        return {"redirect_url": result.redirect_url, "payment_no": payment["payment_no"]}
+    if result.outcome == Outcome.SUCCEEDED:
+        apply_channel_result(p, payment["payment_no"], result, source="create")
+        return {"status": "succeeded", "payment_no": payment["payment_no"]}
+    if result.outcome in (Outcome.FAILED, Outcome.CLOSED):
+        apply_channel_result(p, payment["payment_no"], result, source="create")
+        raise TradeNotPayable(f"the channel refused the payment: {result.error or result.outcome}")
+    log.warning("payment.create_unknown", payment_no=payment["payment_no"], error=result.error)
+    raise ChannelUnavailable("the payment channel did not answer; try again")
+
+
+def apply_channel_result(p: Platform, payment_no: str, result: PaymentResult, *, source: str) -> str:
+    """Apply one channel answer about a payment. Returns what it did (for logs, tests and metrics)."""
+    effect = p.db.write(lambda conn: _apply(conn, p, payment_no, result, source))
+    PAYMENT_RESULTS.labels(source, effect).inc()
+    log.info("payment.channel_result", payment_no=payment_no, source=source, outcome=str(result.outcome),
+             effect=effect)
+    return effect
+
+
+def _apply(conn: Connection, p: Platform, payment_no: str, result: PaymentResult, source: str) -> str:
+    now = p.clock.now()
+    pay = conn.execute(select(payments).where(payments.c.payment_no == payment_no).with_for_update()
+                       ).mappings().first()
+    if pay is None:
+        raise_alert(conn, now=now, kind="unknown_payment", subject_type="payment", subject_id=payment_no,
+                    message=f"channel reported {result.outcome} for a payment we do not know",
+                    details={"source": source})
+        return "unknown_payment"
+    if result.outcome == Outcome.SUCCEEDED:
+        return _apply_success(conn, p, pay, result, source, now)
+    if result.outcome in (Outcome.FAILED, Outcome.CLOSED):
+        event = "fail" if result.outcome == Outcome.FAILED else "close"
+        if not PAYMENT_STATES.allows(pay["status"], event):
+            return "ignored"  # late news about a record that is already final
+        conn.execute(update(payments).where(payments.c.payment_no == payment_no,
+                                            payments.c.status == pay["status"]).values(
+            status=PAYMENT_STATES.next(pay["status"], event), finished_at=now, updated_at=now,
+            last_error=(result.error or "")[:500] or None))
+        return str(result.outcome)
+    return "ignored"
+
+
+def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, source: str, now: datetime) -> str:
+    if pay["status"] == pay_states.SUCCEEDED:
+        return "duplicate"
+    if result.amount != pay["amount"] or (result.currency or pay["currency"]) != pay["currency"]:
+        raise_alert(conn, now=now, kind="amount_mismatch", subject_type="payment", subject_id=pay["payment_no"],
+                    message=(f"channel says {result.amount} {result.currency} was paid, our record says "
+                             f"{pay['amount']} {pay['currency']}; nothing changed, querying the channel"),
+                    details={"source": source, "channel_txn_no": result.channel_txn_no})
+        if source != "query":  # the channel's own record is the truth we compare against: go and ask it
+            conn.execute(update(payments).where(payments.c.payment_no == pay["payment_no"]).values(
+                next_query_at=now, updated_at=now))
+        return "mismatch"
+    paid_at = result.paid_at or now
+    conn.execute(update(payments).where(payments.c.payment_no == pay["payment_no"],
+                                        payments.c.status == pay["status"]).values(
+        status=PAYMENT_STATES.next(pay["status"], "succeed"), channel_txn_no=result.channel_txn_no or
+        pay["channel_txn_no"], paid_at=paid_at, finished_at=now, next_query_at=None, updated_at=now))
+    trade = conn.execute(select(trades).where(trades.c.trade_no == pay["trade_no"]).with_for_update()
+                         ).mappings().first()
+    if trade["status"] != trade_states.PENDING:
+        # Paid after close/expiry, or a second payment for a paid trade: the buyer's money is real and
+        # must go back to them. Never counted as the merchant's sale.
+        kind = "paid_after_close" if trade["status"] == trade_states.CLOSED else "duplicate_payment"
+        raise_alert(conn, now=now, kind=kind, subject_type="payment", subject_id=pay["payment_no"],
+                    message=f"payment {pay['payment_no']} succeeded but trade {trade['trade_no']} is "
+                            f"{trade['status']}: the buyer must be refunded",
+                    details={"trade_no": trade["trade_no"], "amount": pay["amount"], "source": source})
+        return kind
+    new_status = TRADE_STATES.next(trade["status"], "pay")
+    conn.execute(update(trades).where(trades.c.trade_no == trade["trade_no"],
+                                      trades.c.status == trade_states.PENDING).values(
+        status=new_status, paid_at=paid_at, paid_payment_no=pay["payment_no"], updated_at=now))
+    paid = dict(trade, status=new_status, paid_at=paid_at, paid_payment_no=pay["payment_no"], updated_at=now)
+    notifications.enqueue(conn, now=now, merchant_id=trade["merchant_id"], app_id=trade["app_id"],
+                          type="trade.succeeded", subject_id=trade["trade_no"], data=trade_view(p, paid),
+                          notify_url=trade["notify_url"])
+    return "succeeded"
+
+
+def schedule_query_now(p: Platform, payment_no: str) -> None:
+    """A hint (e.g. an unverifiable notification) that a payment may have changed: ask the channel soon."""
+    now = p.clock.now()
+    p.db.write(lambda conn: conn.execute(update(payments).where(
+        payments.c.payment_no == payment_no, payments.c.status.in_(pay_states.OPEN_STATES)).values(
+        next_query_at=now)))
+
+
+def next_query_delay_s(p: Platform, query_attempts: int) -> float:
+    """Growing intervals: after_s, 2x, 4x, ... capped at active_query_interval_max_s."""
+    base = max(p.settings.active_query_after_s, 0.05)
+    return min(base * 2 ** min(query_attempts, 20), max(base, p.settings.active_query_interval_max_s))
+
+
+def query_due_payments(p: Platform, limit: int = 50) -> int:
+    """Active query: ask the channel about payments it has not told us about in time."""
+    now = p.clock.now()
+    with p.db.read() as conn:
+        due = conn.execute(select(payments.c.payment_no, payments.c.channel, payments.c.query_attempts).where(
+            payments.c.status.in_(pay_states.OPEN_STATES), payments.c.next_query_at.is_not(None),
+            payments.c.next_query_at <= now).order_by(payments.c.next_query_at).limit(limit)).all()
+    for payment_no, channel_name, attempts in due:
+        # Claim: push next_query_at forward first so a second worker does not ask the same question.
+        delay = next_query_delay_s(p, attempts)
+        claimed = p.db.write(lambda conn, pn=payment_no, a=attempts, d=delay: conn.execute(update(payments).where(
+            payments.c.payment_no == pn, payments.c.query_attempts == a,
+            payments.c.status.in_(pay_states.OPEN_STATES)).values(
+            query_attempts=a + 1, next_query_at=now + timedelta(seconds=d))).rowcount)
+        if not claimed:
+            continue
+        result = p.channel(channel_name).query_payment(payment_no)
+        if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CLOSED):
+            apply_channel_result(p, payment_no, result, source="query")
+        else:
+            log.info("payment.query_inconclusive", payment_no=payment_no, outcome=str(result.outcome),
+                     error=result.error, next_in_s=delay)
+    return len(due)

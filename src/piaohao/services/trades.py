@@ -1,0 +1,205 @@
+"""Trade use cases: create (idempotent), read (merchant-scoped), close (merchant or expiry)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import orjson
+import structlog
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from piaohao.adapters.schema import payments, trades
+from piaohao.channels.base import Outcome
+from piaohao.clock import to_utc
+from piaohao.domain import payments as pay_states
+from piaohao.domain import trades as trade_states
+from piaohao.domain.trades import TRADE_STATES, payment_expiry
+from piaohao.errors import (
+    IdempotencyConflict,
+    InvalidRequest,
+    TradeExpired,
+    TradeNotClosable,
+    TradeNotFound,
+    ZeroAmount,
+)
+from piaohao.ids import new_id, new_token
+from piaohao.money import is_valid_amount
+from piaohao.platform import Platform
+from piaohao.services import notifications
+from piaohao.services.views import trade_view
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class NewTrade:
+    out_trade_no: str
+    amount: int
+    currency: str
+    subject: str
+    notify_url: str | None = None
+    return_url: str | None = None
+    expires_at: datetime | None = None
+    order_created_at: datetime | None = None
+    order_timeout_s: int | None = None
+    buyer_id: str | None = None
+
+    def fingerprint(self) -> str:
+        """What makes two create requests "the same body": every field, instants normalised to UTC."""
+        fields = asdict(self)
+        for k in ("expires_at", "order_created_at"):
+            if fields[k] is not None:
+                fields[k] = to_utc(fields[k]).isoformat()
+        return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def create_trade(p: Platform, merchant_id: str, app_id: str, req: NewTrade) -> tuple[dict, bool]:
+    """Returns (trade view, created). The same request again returns the same trade, created=False."""
+    if not is_valid_amount(req.amount):
+        raise InvalidRequest("amount must be an integer of minor units between 0 and 10^15")
+    if req.amount == 0:
+        raise ZeroAmount("a zero-amount order completes without payment: no trade is created")
+    fingerprint = req.fingerprint()
+    existing = _find_by_out_trade_no(p, merchant_id, req.out_trade_no)
+    if existing is not None:
+        return _replay(p, existing, fingerprint), False
+
+    now = p.clock.now()
+    expires_at = payment_expiry(
+        now, expires_at=req.expires_at, order_created_at=req.order_created_at, order_timeout_s=req.order_timeout_s,
+        default_timeout_s=p.settings.trade_timeout_default_s, max_timeout_s=p.settings.trade_timeout_max_s)
+    if expires_at <= now:
+        raise TradeExpired("the order has already expired")
+    row = {
+        "trade_no": new_id("tr"), "merchant_id": merchant_id, "app_id": app_id, "out_trade_no": req.out_trade_no,
+        "amount": req.amount, "currency": req.currency, "subject": req.subject, "notify_url": req.notify_url,
+        "return_url": req.return_url, "buyer_id": req.buyer_id, "status": trade_states.PENDING,
+        "refunded_amount": 0, "request_hash": fingerprint, "cashier_token": new_token(),
+        "paid_payment_no": None, "close_reason": None, "expires_at": expires_at, "paid_at": None,
+        "closed_at": None, "created_at": now, "updated_at": now,
+    }
+    try:
+        p.db.write(lambda conn: conn.execute(insert(trades).values(**row)))
+    except IntegrityError:
+        # Another request with the same out_trade_no won the race: answer as a replay.
+        existing = _find_by_out_trade_no(p, merchant_id, req.out_trade_no)
+        if existing is None:
+            raise
+        return _replay(p, existing, fingerprint), False
+    log.info("trade.created", trade_no=row["trade_no"], merchant_id=merchant_id, amount=req.amount)
+    return trade_view(p, row), True
+
+
+def _replay(p: Platform, existing, fingerprint: str) -> dict:
+    if existing["request_hash"] != fingerprint:
+        raise IdempotencyConflict(
+            f"out_trade_no {existing['out_trade_no']} was already used with a different request")
+    return trade_view(p, existing)
+
+
+def _find_by_out_trade_no(p: Platform, merchant_id: str, out_trade_no: str):
+    with p.db.read() as conn:
+        return conn.execute(select(trades).where(
+            trades.c.merchant_id == merchant_id, trades.c.out_trade_no == out_trade_no)).mappings().first()
+
+
+def get_trade(p: Platform, merchant_id: str, *, trade_no: str | None = None, out_trade_no: str | None = None) -> dict:
+    q = select(trades).where(trades.c.merchant_id == merchant_id)
+    if trade_no is not None:
+        q = q.where(trades.c.trade_no == trade_no)
+    elif out_trade_no is not None:
+        q = q.where(trades.c.out_trade_no == out_trade_no)
+    else:
+        raise InvalidRequest("give trade_no or out_trade_no")
+    with p.db.read() as conn:
+        row = conn.execute(q).mappings().first()
+    if row is None:
+        raise TradeNotFound("no such trade")
+    return trade_view(p, row)
+
+
+def lock_trade(conn: Connection, trade_no: str):
+    """The trade row, locked until the end of the transaction (SQLite: the writer lock already is)."""
+    return conn.execute(select(trades).where(trades.c.trade_no == trade_no).with_for_update()).mappings().first()
+
+
+def close_trade(p: Platform, merchant_id: str, trade_no: str) -> dict:
+    """Merchant close: only an unpaid trade. Any payment started at a channel is closed there
+    first; if the channel says it was paid, the payment is recorded and the close refused."""
+    with p.db.read() as conn:
+        trade = conn.execute(select(trades).where(trades.c.trade_no == trade_no,
+                                                  trades.c.merchant_id == merchant_id)).mappings().first()
+    if trade is None:
+        raise TradeNotFound("no such trade")
+    outcome = close_pending_trade(p, trade_no, reason=trade_states.CLOSE_REASON_MERCHANT)
+    if outcome == "closed":
+        return get_trade(p, merchant_id, trade_no=trade_no)
+    raise TradeNotClosable(_NOT_CLOSABLE_WHY.get(outcome, "the trade cannot be closed"))
+
+
+_NOT_CLOSABLE_WHY = {
+    "paid": "the trade is paid; use a refund",
+    "in_progress": "a payment is in progress at the channel; try again shortly",
+}
+
+
+def close_pending_trade(p: Platform, trade_no: str, *, reason: str) -> str:
+    """Close a trade at its channels, then here. Returns "closed" (now or already), "paid"
+    (the trade is or just became paid) or "in_progress" (a channel could not confirm; retry)."""
+    from piaohao.services.payments import apply_channel_result  # a cycle only at call time
+
+    with p.db.read() as conn:
+        trade = conn.execute(select(trades.c.status).where(trades.c.trade_no == trade_no)).first()
+        open_payments = conn.execute(select(payments.c.payment_no, payments.c.channel).where(
+            payments.c.trade_no == trade_no, payments.c.status.in_(pay_states.OPEN_STATES))).all()
+    if trade is None:
+        raise TradeNotFound("no such trade")
+    if trade.status == trade_states.CLOSED:
+        return "closed"
+    if trade.status != trade_states.PENDING:
+        return "paid"
+    confirmed: set[str] = set()
+    for payment_no, channel_name in open_payments:
+        result = p.channel(channel_name).close_payment(payment_no)
+        if result.outcome == Outcome.SUCCEEDED:
+            apply_channel_result(p, payment_no, result, source="close")
+            return "paid"
+        if result.outcome in (Outcome.CLOSED, Outcome.NOT_FOUND, Outcome.FAILED):
+            confirmed.add(payment_no)
+        else:
+            log.info("trade.close_deferred", trade_no=trade_no, payment_no=payment_no, outcome=result.outcome,
+                     error=result.error)
+            return "in_progress"
+
+    def tx(conn: Connection) -> str:
+        row = lock_trade(conn, trade_no)
+        if row["status"] == trade_states.CLOSED:
+            return "closed"
+        if row["status"] != trade_states.PENDING:
+            return "paid"
+        still_open = {r.payment_no for r in conn.execute(select(payments.c.payment_no).where(
+            payments.c.trade_no == trade_no, payments.c.status.in_(pay_states.OPEN_STATES)))}
+        if still_open - confirmed:
+            return "in_progress"  # a payment started after we asked the channel: ask again
+        now = p.clock.now()
+        event = "expire" if reason == trade_states.CLOSE_REASON_EXPIRED else "close"
+        new_status = TRADE_STATES.next(row["status"], event)
+        done = conn.execute(update(trades).where(
+            trades.c.trade_no == trade_no, trades.c.status == row["status"]).values(
+            status=new_status, closed_at=now, close_reason=reason, updated_at=now)).rowcount
+        assert done == 1, "trade row is locked; the conditional update cannot miss"
+        if still_open:
+            conn.execute(update(payments).where(payments.c.payment_no.in_(still_open),
+                                                payments.c.status.in_(pay_states.PAYMENT_STATES.sources("close")))
+                         .values(status=pay_states.CLOSED, finished_at=now, updated_at=now))
+        closed = dict(row, status=new_status, closed_at=now, close_reason=reason, updated_at=now)
+        notifications.enqueue(conn, now=now, merchant_id=row["merchant_id"], app_id=row["app_id"],
+                              type="trade.closed", subject_id=trade_no, data=trade_view(p, closed),
+                              notify_url=row["notify_url"])
+        log.info("trade.closed", trade_no=trade_no, reason=reason)
+        return "closed"
+
+    return p.db.write(tx)

@@ -1,0 +1,104 @@
+"""One typed settings object, read from `PIAOHAO_*` environment variables (see the README table)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from zoneinfo import ZoneInfo
+
+DEFAULT_NOTIFY_RETRY_S = (15.0, 60.0, 300.0, 900.0, 3600.0, 7200.0, 21600.0, 54000.0)
+
+
+class SettingsError(ValueError):
+    """A setting could not be parsed; the message names it."""
+
+
+def _float_list(name: str, raw: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in raw.split(",") if part.strip())
+    except ValueError as e:
+        raise SettingsError(f"{name}: expected comma separated seconds, got {raw!r}") from e
+    if any(v < 0 for v in values):
+        raise SettingsError(f"{name}: seconds must not be negative")
+    return values
+
+
+def _num(name: str, raw: str, kind=float):
+    try:
+        return kind(raw)
+    except ValueError as e:
+        raise SettingsError(f"{name}: expected a number, got {raw!r}") from e
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///piaohao.db"
+    base_url: str = ""  # filled by `serve` from host and port when unset
+    business_tz: str = "Asia/Shanghai"
+    notify_retry_s: tuple[float, ...] = DEFAULT_NOTIFY_RETRY_S
+    notify_timeout_s: float = 10.0
+    active_query_after_s: float = 30.0
+    active_query_interval_max_s: float = 600.0
+    rate_limit_per_s: float = 100.0
+    password_lock_s: float = 900.0
+    split_receivers_max: int = 20000
+    split_ratio_max_pct: int = 30
+    marketing_daily_cap: int | None = None
+    trade_timeout_default_s: int = 7200
+    trade_timeout_max_s: int = 30 * 86400
+    channel_timeout_s: float = 5.0
+    sandbox_url: str = ""  # empty: the sandbox channel is mounted in-process at /sandbox
+    sandbox_database_url: str = ""  # empty: next to the platform's SQLite file, or in memory
+    worker_poll_s: float = 0.2
+    workers_in_process: bool = True
+    log_level: str = "INFO"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.business_tz)
+
+    def with_(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        s = cls()
+        get = env.get
+        changes: dict = {}
+        if v := get("PIAOHAO_DATABASE_URL"):
+            changes["database_url"] = v
+        if v := get("PIAOHAO_BASE_URL"):
+            changes["base_url"] = v.rstrip("/")
+        if v := get("PIAOHAO_BUSINESS_TZ"):
+            try:
+                ZoneInfo(v)
+            except Exception as e:  # noqa: BLE001 - any lookup failure is a bad setting
+                raise SettingsError(f"PIAOHAO_BUSINESS_TZ: unknown time zone {v!r}") from e
+            changes["business_tz"] = v
+        if (v := get("PIAOHAO_NOTIFY_RETRY_S")) is not None and v.strip():
+            changes["notify_retry_s"] = _float_list("PIAOHAO_NOTIFY_RETRY_S", v)
+        for key, attr, kind in (
+            ("PIAOHAO_NOTIFY_TIMEOUT_S", "notify_timeout_s", float),
+            ("PIAOHAO_ACTIVE_QUERY_AFTER_S", "active_query_after_s", float),
+            ("PIAOHAO_ACTIVE_QUERY_INTERVAL_MAX_S", "active_query_interval_max_s", float),
+            ("PIAOHAO_RATE_LIMIT_PER_S", "rate_limit_per_s", float),
+            ("PIAOHAO_PASSWORD_LOCK_S", "password_lock_s", float),
+            ("PIAOHAO_SPLIT_RECEIVERS_MAX", "split_receivers_max", int),
+            ("PIAOHAO_SPLIT_RATIO_MAX_PCT", "split_ratio_max_pct", int),
+            ("PIAOHAO_TRADE_TIMEOUT_DEFAULT_S", "trade_timeout_default_s", int),
+            ("PIAOHAO_CHANNEL_TIMEOUT_S", "channel_timeout_s", float),
+            ("PIAOHAO_WORKER_POLL_S", "worker_poll_s", float),
+        ):
+            if (v := get(key)) is not None and v.strip():
+                changes[attr] = _num(key, v, kind)
+        if (v := get("PIAOHAO_MARKETING_DAILY_CAP")) is not None and v.strip():
+            changes["marketing_daily_cap"] = _num("PIAOHAO_MARKETING_DAILY_CAP", v, int)
+        if v := get("PIAOHAO_SANDBOX_URL"):
+            changes["sandbox_url"] = v.rstrip("/")
+        if v := get("PIAOHAO_SANDBOX_DATABASE_URL"):
+            changes["sandbox_database_url"] = v
+        if v := get("PIAOHAO_LOG_LEVEL"):
+            changes["log_level"] = v.upper()
+        return replace(s, **changes)

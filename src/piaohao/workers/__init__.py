@@ -1,0 +1,1 @@
+"""Background workers: each has run_once(); the runner loops them on threads."""

@@ -1,0 +1,139 @@
+"""Shared fixtures: every test that touches the database runs on SQLite and, when PostgreSQL is
+reachable (or PIAOHAO_TEST_DATABASE_URL names it), on PostgreSQL too, through one fixture."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from piaohao.settings import Settings
+from tests.support.merchant import MerchantClient, Receiver
+from tests.support.servers import ThreadedServer, free_port
+
+PG_ADMIN_URL = os.environ.get("PIAOHAO_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_available() -> bool:
+    if os.environ.get("PIAOHAO_TEST_BACKENDS", "").strip() == "sqlite":
+        return False
+    try:
+        engine = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 2})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception:  # noqa: BLE001 - unreachable means skip
+        return False
+
+
+PG_AVAILABLE = _pg_available()
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_AVAILABLE else [])
+if os.environ.get("PIAOHAO_TEST_BACKENDS", "").strip() == "postgresql":
+    BACKENDS = ["postgresql"]
+
+
+def _fresh_pg_database() -> tuple[str, callable]:
+    name = "piaohao_test_" + secrets.token_hex(6)
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+    def drop():
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url, drop
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, tmp_path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/piaohao.db"
+        return
+    url, drop = _fresh_pg_database()
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture
+def backend(database_url) -> str:
+    return "sqlite" if database_url.startswith("sqlite") else "postgresql"
+
+
+@dataclass
+class Running:
+    """A platform served on a real loopback port, with its workers running."""
+
+    assembly: object
+    server: ThreadedServer
+    settings: Settings
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def platform(self):
+        return self.assembly.platform
+
+    def merchant(self, name: str = "Test Shop") -> MerchantClient:
+        from piaohao.services.merchants import create_merchant
+
+        creds = create_merchant(self.platform.db, name, self.platform.clock.now())
+        return MerchantClient(self.url, creds.app_id, creds.app_secret, creds.merchant_id)
+
+
+def fast_settings(database_url: str, port: int, tmp_path, **overrides) -> Settings:
+    base = Settings.from_env({})
+    values = dict(
+        database_url=database_url, base_url=f"http://127.0.0.1:{port}",
+        sandbox_database_url=f"sqlite:///{tmp_path}/sandbox.db",
+        notify_retry_s=(0.2, 0.2, 0.2), notify_timeout_s=2.0, active_query_after_s=0.5,
+        active_query_interval_max_s=1.0, channel_timeout_s=2.0, worker_poll_s=0.05, rate_limit_per_s=0)
+    values.update(overrides)
+    return base.with_(**values)
+
+
+@pytest.fixture
+def make_platform(database_url, tmp_path):
+    """Factory: make_platform(**setting_overrides, workers=True) -> Running."""
+    from piaohao.bootstrap import assemble
+
+    made: list[Running] = []
+
+    def make(workers: bool = True, clock=None, **overrides) -> Running:
+        port = free_port()
+        settings = fast_settings(database_url, port, tmp_path, **overrides)
+        assembly = assemble(settings, clock=clock, migrate_now=True)
+        server = ThreadedServer(assembly.app, port).start()
+        if workers:
+            assembly.start_workers()
+        running = Running(assembly, server, settings)
+        made.append(running)
+        return running
+
+    yield make
+    for r in made:
+        r.server.stop()
+        r.assembly.close()
+
+
+@pytest.fixture
+def running(make_platform) -> Running:
+    return make_platform()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
