@@ -170,7 +170,7 @@ def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, so
     paid = dict(trade, status=new_status, paid_at=paid_at, paid_payment_no=pay["payment_no"], updated_at=now)
     notifications.enqueue(conn, now=now, merchant_id=trade["merchant_id"], app_id=trade["app_id"],
                           type="trade.succeeded", subject_id=trade["trade_no"], data=trade_view(p, paid),
-                          notify_url=trade["notify_url"])
+                          notify_url=trade["notify_url"], tz=p.settings.tz)
     return "succeeded"
 
 

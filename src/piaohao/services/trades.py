@@ -198,7 +198,7 @@ def close_pending_trade(p: Platform, trade_no: str, *, reason: str) -> str:
         closed = dict(row, status=new_status, closed_at=now, close_reason=reason, updated_at=now)
         notifications.enqueue(conn, now=now, merchant_id=row["merchant_id"], app_id=row["app_id"],
                               type="trade.closed", subject_id=trade_no, data=trade_view(p, closed),
-                              notify_url=row["notify_url"])
+                              notify_url=row["notify_url"], tz=p.settings.tz)
         log.info("trade.closed", trade_no=trade_no, reason=reason)
         return "closed"
 
