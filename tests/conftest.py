@@ -32,6 +32,8 @@ def _pg_available() -> bool:
 
 
 PG_AVAILABLE = _pg_available()
+if os.environ.get("PIAOHAO_REQUIRE_POSTGRES") == "1" and not PG_AVAILABLE:
+    raise RuntimeError(f"PIAOHAO_REQUIRE_POSTGRES=1 but PostgreSQL is not reachable at {PG_ADMIN_URL}")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_AVAILABLE else [])
 if os.environ.get("PIAOHAO_TEST_BACKENDS", "").strip() == "postgresql":
     BACKENDS = ["postgresql"]
@@ -115,6 +117,7 @@ def make_platform(database_url, tmp_path):
         settings = fast_settings(database_url, port, tmp_path, **overrides)
         assembly = assemble(settings, clock=clock, migrate_now=True)
         server = ThreadedServer(assembly.app, port).start()
+        assembly.start_channel_simulators()
         if workers:
             assembly.start_workers()
         running = Running(assembly, server, settings)

@@ -47,15 +47,30 @@ class Assembly:
     app: object
     loops: list[Loop] = field(default_factory=list)
     closers: list = field(default_factory=list)
+    extras: dict = field(default_factory=dict)
     runner: Runner | None = None
+    channel_runner: Runner | None = None
+
+    def start_channel_simulators(self) -> None:
+        """Loops of in-process simulated channels (the sandbox's notifier): they belong to the
+        channel, not to the platform's workers, so they run even with --no-workers."""
+        if self.extras.get("sandbox_loops") and self.channel_runner is None:
+            self.channel_runner = Runner(self.extras["sandbox_loops"]).start()
 
     def start_workers(self) -> Runner:
         self.runner = Runner(self.loops).start()
         return self.runner
 
+    def __getattr__(self, name: str):
+        extras = self.__dict__.get("extras", {})
+        if name in extras:
+            return extras[name]
+        raise AttributeError(name)
+
     def close(self) -> None:
-        if self.runner:
-            self.runner.stop()
+        for r in (self.runner, self.channel_runner):
+            if r:
+                r.stop()
         for c in self.closers:
             c()
         self.platform.db.dispose()
@@ -71,7 +86,8 @@ def assemble(settings: Settings, *, clock: Clock | None = None, migrate_now: boo
     closers: list = []
     from piaohao.channels.sandbox.wiring import wire_sandbox
 
-    wire_sandbox(p, mounts, loops, closers)
+    extras: dict = {}
+    wire_sandbox(p, mounts, loops, closers, extras)
     dispatcher = OutboxDispatcher(db, settings, clock, http=httpx.Client())
     closers.append(dispatcher.close)
     expiry = ExpiryWorker(p)
@@ -83,4 +99,4 @@ def assemble(settings: Settings, *, clock: Clock | None = None, migrate_now: boo
         Loop("nonce-purge", lambda: (purge_nonces(p), 0)[1], NONCE_PURGE_EVERY_S),
     ]
     app = create_app(p, extra_mounts=mounts) if with_api else None
-    return Assembly(platform=p, app=app, loops=loops, closers=closers)
+    return Assembly(platform=p, app=app, loops=loops, closers=closers, extras=extras)

@@ -211,6 +211,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
         settings = settings.with_(base_url=f"http://{public_host}:{port}")
     configure(settings.log_level)
     assembly = assemble(settings, migrate_now=True)
+    assembly.start_channel_simulators()
     if workers:
         assembly.start_workers()
     try:
