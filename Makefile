@@ -18,7 +18,7 @@ serve: $(STAMP)
 ## Run the tests: SQLite always, PostgreSQL too when it is reachable on 127.0.0.1:5432.
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -n 3 $(PYTEST_ARGS)
 
 ## The API.md happy path against a freshly started server (needs ../shared/contract/smoke.py).
 smoke: $(STAMP)
