@@ -139,3 +139,15 @@ def test_health_metrics_and_openapi_need_no_signature(running):
     assert "piaohao_http_requests_total" in httpx.get(running.url + "/metrics").text
     spec = httpx.get(running.url + "/openapi.json").json()
     assert "/v1/trades" in spec["paths"]
+
+
+def test_request_log_line_carries_request_id_merchant_and_trade(running):
+    from structlog.testing import capture_logs
+
+    m = running.merchant()
+    with capture_logs() as logs:
+        r = m.call("POST", "/v1/trades", trade_body())
+    line = next(e for e in logs if e["event"] == "http.request" and e.get("path") == "/v1/trades")
+    assert line["status"] == 201 and line["merchant_id"] == m.merchant_id
+    assert line["trade_no"] == r.json()["trade_no"] and line["request_id"] == r.headers["x-request-id"]
+    assert "app_secret" not in str(logs) and m.secret not in str(logs)

@@ -262,3 +262,65 @@ def test_statement_lists_the_days_payments(running, receiver):
     other = running.merchant("Other")
     assert len(list(csv.DictReader(io.StringIO(other.call("GET", f"/v1/statements/{day}").text)))) == 0
     assert m.call("GET", "/v1/statements/2026-13-01").status_code == 400
+
+
+def test_slow_channel_within_the_timeout_still_pays(running, receiver):
+    m = running.merchant()
+    trade = create(m, receiver)
+    running.assembly.sandbox_service.set_fault("pay", "slow", delay_s=0.3)
+    succeed(start(trade))
+    assert wait_status(m, trade, "succeeded")
+
+
+def test_lost_notifications_and_failing_queries_are_retried_until_the_truth_is_known(running, receiver):
+    """The channel never notifies and its query answers 500 three times: the active query keeps asking."""
+    m = running.merchant()
+    trade = create(m, receiver)
+    running.assembly.sandbox_service.set_fault("query", "error", count=3)
+    succeed(start(trade), "never")
+    assert wait_status(m, trade, "succeeded", timeout_s=30)
+    with running.platform.db.read() as conn:
+        attempts = conn.execute(select(payments.c.query_attempts).where(
+            payments.c.trade_no == trade["trade_no"])).scalar_one()
+    assert attempts >= 4
+
+
+def test_query_that_times_out_is_unknown_not_failed(make_platform, receiver):
+    running = make_platform(channel_timeout_s=0.5)
+    m = running.merchant()
+    trade = create(m, receiver)
+    running.assembly.sandbox_service.set_fault("query", "timeout", delay_s=1.0, count=2)
+    succeed(start(trade), "never")
+    assert wait_status(m, trade, "succeeded", timeout_s=30)
+    assert count(running, payments, payments.c.trade_no == trade["trade_no"], payments.c.status == "failed") == 0
+
+
+def test_notification_for_an_unknown_payment_raises_an_alert_and_changes_nothing(running, receiver):
+    m = running.merchant()
+    trade = create(m, receiver)
+    start(trade)
+    headers, body = signed_sandbox_notification(running, _payment_no(running, trade), 1999)
+    forged = body.replace(_payment_no(running, trade).encode(), b"pay_unknown0000000000000")
+    from piaohao.channels.sandbox import rsa
+    from piaohao.channels.sandbox.wire import HEADER_SIGNATURE, HEADER_TIMESTAMP, response_canonical
+
+    keys = running.assembly.sandbox_store.channel_keys()
+    headers[HEADER_SIGNATURE] = rsa.sign(keys.private_pem, response_canonical(headers[HEADER_TIMESTAMP], forged))
+    r = httpx.post(running.platform.channel_notify_url("sandbox"), content=forged, headers=headers)
+    assert r.status_code == 200
+    assert count(running, alerts, alerts.c.kind == "unknown_payment") == 1
+    assert status_of(m, trade) == "pending"
+
+
+def test_unsigned_notification_is_refused_and_changes_nothing(running, receiver):
+    m = running.merchant()
+    trade = create(m, receiver)
+    start(trade)
+    headers, body = signed_sandbox_notification(running, _payment_no(running, trade), 1999)
+    from piaohao.channels.sandbox.wire import HEADER_SIGNATURE
+
+    headers[HEADER_SIGNATURE] = "AAAA"
+    r = httpx.post(running.platform.channel_notify_url("sandbox"), content=body, headers=headers)
+    assert r.status_code == 400
+    assert status_of(m, trade) == "pending"  # the buyer has not paid: the query finds nothing either
+    assert count(running, alerts, alerts.c.kind == "notification_rejected") == 1

@@ -150,8 +150,9 @@ class GatewayMiddleware:
             elapsed = time.perf_counter() - started
             HTTP_REQUESTS.labels(scope["method"], route, str(status_holder["status"])).inc()
             HTTP_LATENCY.labels(route).observe(elapsed)
-            log.info("http.request", method=scope["method"], path=path, status=status_holder["status"],
-                     ms=round(elapsed * 1000, 2), merchant_id=state.get("merchant_id"))
+            log.info("http.request", request_id=request_id, method=scope["method"], path=path, status=status_holder["status"],
+                     ms=round(elapsed * 1000, 2), merchant_id=state.get("merchant_id"),
+                     trade_no=state.get("trade_no"))
 
     async def _authenticated(self, scope, receive, send, headers, state):
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from piaohao.api.deps import app_id, merchant_id, platform
 from piaohao.api.schemas import CreateTradeBody, ErrorOut, TradeOut
@@ -17,24 +17,32 @@ router = APIRouter(prefix="/v1/trades", tags=["trades"],
 @router.post("", status_code=201, response_model=TradeOut,
              responses={200: {"model": TradeOut, "description": "replay of the same request"},
                         409: {"model": ErrorOut}, 422: {"model": ErrorOut}})
-def create_trade(body: CreateTradeBody, response: Response, p: Platform = Depends(platform),
+def create_trade(body: CreateTradeBody, request: Request, response: Response, p: Platform = Depends(platform),
                  mch: str = Depends(merchant_id), app: str = Depends(app_id)):
     trade, created = svc.create_trade(p, mch, app, svc.NewTrade(**body.model_dump()))
     response.status_code = 201 if created else 200
-    return trade
+    return _logged(request, trade)
 
 
 @router.get("", response_model=TradeOut)
-def find_trade(out_trade_no: str = Query(..., min_length=1, max_length=64), p: Platform = Depends(platform),
-               mch: str = Depends(merchant_id)):
-    return svc.get_trade(p, mch, out_trade_no=out_trade_no)
+def find_trade(request: Request, out_trade_no: str = Query(..., min_length=1, max_length=64),
+               p: Platform = Depends(platform), mch: str = Depends(merchant_id)):
+    return _logged(request, svc.get_trade(p, mch, out_trade_no=out_trade_no))
 
 
 @router.get("/{trade_no}", response_model=TradeOut)
-def get_trade(trade_no: str, p: Platform = Depends(platform), mch: str = Depends(merchant_id)):
+def get_trade(trade_no: str, request: Request, p: Platform = Depends(platform), mch: str = Depends(merchant_id)):
+    request.scope["state"]["trade_no"] = trade_no
     return svc.get_trade(p, mch, trade_no=trade_no)
 
 
 @router.post("/{trade_no}/close", response_model=TradeOut, responses={409: {"model": ErrorOut}})
-def close_trade(trade_no: str, p: Platform = Depends(platform), mch: str = Depends(merchant_id)):
+def close_trade(trade_no: str, request: Request, p: Platform = Depends(platform), mch: str = Depends(merchant_id)):
+    request.scope["state"]["trade_no"] = trade_no
     return svc.close_trade(p, mch, trade_no)
+
+
+def _logged(request: Request, trade: dict) -> dict:
+    """Let the gateway's request log line carry the trade number."""
+    request.scope["state"]["trade_no"] = trade["trade_no"]
+    return trade
