@@ -54,8 +54,10 @@ class Database:
 
     def _make_engine(self, pool_size: int, echo: bool) -> Engine:
         if not self.is_sqlite:
+            # No pre-ping: it costs a round trip per checkout. Stale connections are recycled instead,
+            # and a unit of work that meets a dropped connection fails cleanly (nothing committed).
             return create_engine(self.url, pool_size=pool_size, max_overflow=pool_size * 2,
-                                 pool_pre_ping=True, echo=echo)
+                                 pool_recycle=1800, echo=echo)
         memory = self.url in ("sqlite://", "sqlite:///:memory:")
         connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         if memory:

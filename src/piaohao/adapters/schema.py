@@ -209,3 +209,4 @@ channel_credentials = Table(
     Column("channel_public_key_pem", Text, nullable=True),
     _ts("created_at", False),
 )
+import piaohao.ledger.schema  # noqa: E402,F401

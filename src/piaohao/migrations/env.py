@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import piaohao.ledger.schema  # noqa: F401  (registers the ledger tables on the shared metadata)
 from piaohao.adapters.schema import metadata
 
 config = context.config

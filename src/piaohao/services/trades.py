@@ -8,8 +8,7 @@ from datetime import datetime
 
 import orjson
 import structlog
-from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, select, update
 
 from piaohao.adapters.schema import payments, trades
 from piaohao.channels.base import Outcome
@@ -63,15 +62,15 @@ def create_trade(p: Platform, merchant_id: str, app_id: str, req: NewTrade) -> t
     if req.amount == 0:
         raise ZeroAmount("a zero-amount order completes without payment: no trade is created")
     fingerprint = req.fingerprint()
-    existing = _find_by_out_trade_no(p, merchant_id, req.out_trade_no)
-    if existing is not None:
-        return _replay(p, existing, fingerprint), False
-
     now = p.clock.now()
     expires_at = payment_expiry(
         now, expires_at=req.expires_at, order_created_at=req.order_created_at, order_timeout_s=req.order_timeout_s,
         default_timeout_s=p.settings.trade_timeout_default_s, max_timeout_s=p.settings.trade_timeout_max_s)
     if expires_at <= now:
+        # A replay of a trade created while the order was still open answers the trade, not an error.
+        existing = _find_by_out_trade_no(p, merchant_id, req.out_trade_no)
+        if existing is not None:
+            return _replay(p, existing, fingerprint), False
         raise TradeExpired("the order has already expired")
     row = {
         "trade_no": new_id("tr"), "merchant_id": merchant_id, "app_id": app_id, "out_trade_no": req.out_trade_no,
@@ -81,16 +80,25 @@ def create_trade(p: Platform, merchant_id: str, app_id: str, req: NewTrade) -> t
         "paid_payment_no": None, "close_reason": None, "expires_at": expires_at, "paid_at": None,
         "closed_at": None, "created_at": now, "updated_at": now,
     }
-    try:
-        p.db.write(lambda conn: conn.execute(insert(trades).values(**row)))
-    except IntegrityError:
-        # Another request with the same out_trade_no won the race: answer as a replay.
+    # Insert first: the unique (merchant, out_trade_no) constraint decides, in one round trip,
+    # whether this is a new trade or a replay (also when 20 identical requests race).
+    inserted = p.db.write(lambda conn: conn.execute(
+        _insert_trade(p).values(**row).on_conflict_do_nothing(
+            index_elements=["merchant_id", "out_trade_no"]).returning(trades.c.trade_no)).first())
+    if inserted is None:
         existing = _find_by_out_trade_no(p, merchant_id, req.out_trade_no)
-        if existing is None:
-            raise
+        assert existing is not None, "a conflicting trade must exist"
         return _replay(p, existing, fingerprint), False
     log.info("trade.created", trade_no=row["trade_no"], merchant_id=merchant_id, amount=req.amount)
     return trade_view(p, row), True
+
+
+def _insert_trade(p: Platform):
+    if p.db.is_sqlite:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    return dialect_insert(trades)
 
 
 def _replay(p: Platform, existing, fingerprint: str) -> dict:
