@@ -1,0 +1,194 @@
+"""Accounts: creation (safe under concurrency), lookup, credit limits, and a cache of immutable facts.
+
+An account's owner, purpose, currency, normal side, constraint kind and shard count never change
+after creation, so the poster reads them from an in-process cache instead of a round trip per
+entry. The mutable part (balances, the credit limit as `available_floor`) is always read from the
+database under a row lock.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from piaohao.ids import new_id
+from piaohao.ledger.errors import AccountConflict, AccountNotFound, CreditLimitBelowUsed, InvalidLeg, LedgerError
+from piaohao.ledger.model import Account, Constraint, NormalSide
+from piaohao.ledger.schema import ledger_accounts, ledger_balances
+from piaohao.money import AMOUNT_MAX, CURRENCY_RE
+
+META_CACHE_MAX_ACCOUNTS = 200_000
+HOT_SHARDS_MAX = 256
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+@dataclass(frozen=True)
+class AccountMeta:
+    """The immutable facts the poster needs for every leg."""
+
+    account_id: str
+    currency: str
+    normal_side: NormalSide
+    constraint: Constraint
+    shard_count: int
+
+
+_meta_cache: dict[str, AccountMeta] = {}
+_meta_lock = threading.Lock()
+
+
+def dialect_insert(conn: Connection, table):
+    """INSERT with ON CONFLICT support on both backends."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def _row_to_meta(row) -> AccountMeta:
+    return AccountMeta(row.account_id, row.currency, NormalSide(row.normal_side),
+                       Constraint(row.constraint_kind), row.shard_count)
+
+
+def account_meta(conn: Connection, account_ids: Iterable[str]) -> dict[str, AccountMeta]:
+    """Facts for each id (cached); raises AccountNotFound naming any unknown id."""
+    ids = set(account_ids)
+    found = {i: m for i in ids if (m := _meta_cache.get(i)) is not None}
+    missing = ids - found.keys()
+    if missing:
+        a = ledger_accounts.c
+        rows = conn.execute(select(a.account_id, a.currency, a.normal_side, a.constraint_kind, a.shard_count)
+                            .where(a.account_id.in_(sorted(missing)))).all()
+        with _meta_lock:
+            if len(_meta_cache) > META_CACHE_MAX_ACCOUNTS:
+                _meta_cache.clear()
+            for row in rows:
+                found[row.account_id] = _meta_cache[row.account_id] = _row_to_meta(row)
+        unknown = ids - found.keys()
+        if unknown:
+            raise AccountNotFound(f"unknown account(s): {sorted(unknown)}", account_ids=sorted(unknown))
+    return found
+
+
+def _account_from_row(row, floor: int | None) -> Account:
+    constraint = Constraint(row.constraint_kind)
+    return Account(row.account_id, row.owner_type, row.owner_id, row.purpose, row.currency,
+                   NormalSide(row.normal_side), constraint, row.shard_count,
+                   credit_limit=-floor if constraint is Constraint.CREDIT_LIMIT and floor is not None else None)
+
+
+def _select_account():
+    a, b = ledger_accounts.c, ledger_balances.c
+    return (select(ledger_accounts, b.available_floor)
+            .join(ledger_balances, (b.account_id == a.account_id) & (b.shard == 0)))
+
+
+def get_account(conn: Connection, account_id: str) -> Account:
+    row = conn.execute(_select_account().where(ledger_accounts.c.account_id == account_id)).first()
+    if row is None:
+        raise AccountNotFound(f"unknown account {account_id}", account_id=account_id)
+    return _account_from_row(row, row.available_floor)
+
+
+def find_account(conn: Connection, owner_type: str, owner_id: str, purpose: str, currency: str) -> Account | None:
+    a = ledger_accounts.c
+    row = conn.execute(_select_account().where(
+        a.owner_type == owner_type, a.owner_id == owner_id, a.purpose == purpose, a.currency == currency)).first()
+    return None if row is None else _account_from_row(row, row.available_floor)
+
+
+def _validate_new(owner_type: str, owner_id: str, purpose: str, currency: str, constraint: Constraint,
+                  credit_limit: int | None, shard_count: int) -> None:
+    if not _NAME_RE.match(owner_type) or not _NAME_RE.match(purpose):
+        raise LedgerError("owner_type and purpose are lower_snake_case names of at most 32 chars")
+    if not isinstance(owner_id, str) or not owner_id or len(owner_id) > 64:
+        raise LedgerError("owner_id must be a non-empty string of at most 64 chars")
+    if not CURRENCY_RE.match(currency or ""):
+        raise LedgerError(f"bad currency {currency!r}")
+    if type(shard_count) is not int or not 1 <= shard_count <= HOT_SHARDS_MAX:
+        raise LedgerError(f"shard_count must be an int in 1..{HOT_SHARDS_MAX}")
+    if shard_count > 1 and constraint is not Constraint.NONE:
+        # A floor is a property of the whole balance; spread over shards it could not be checked on one row.
+        raise LedgerError("only unconstrained accounts can be sharded")
+    if constraint is Constraint.CREDIT_LIMIT:
+        _validate_limit(credit_limit)
+    elif credit_limit is not None:
+        raise LedgerError("credit_limit is only for credit_limit accounts")
+
+
+def _validate_limit(limit: object) -> int:
+    if type(limit) is not int or not 0 <= limit <= AMOUNT_MAX:
+        raise InvalidLeg(f"credit limit must be an int in 0..{AMOUNT_MAX}")
+    return limit
+
+
+def _floor_for(constraint: Constraint, credit_limit: int | None) -> int | None:
+    if constraint is Constraint.NON_NEGATIVE:
+        return 0
+    if constraint is Constraint.CREDIT_LIMIT:
+        return -(credit_limit or 0)
+    return None
+
+
+def get_or_create_account(conn: Connection, owner_type: str, owner_id: str, purpose: str, currency: str, *,
+                          normal_side: NormalSide | str, constraint: Constraint | str = Constraint.NONE,
+                          credit_limit: int | None = None, shard_count: int = 1,
+                          at: datetime | None = None) -> Account:
+    """The account for (owner_type, owner_id, purpose, currency), created if missing.
+
+    Safe when many transactions race to create the same account: INSERT ... ON CONFLICT DO NOTHING
+    on the unique key, then read it back (PostgreSQL makes the loser wait for the winner's commit).
+    An existing account whose normal side, constraint or shard count differ raises AccountConflict;
+    an existing credit limit is left alone (change it with `set_credit_limit`).
+    """
+    side, kind = NormalSide(normal_side), Constraint(constraint)
+    if kind is Constraint.CREDIT_LIMIT and credit_limit is None:
+        credit_limit = 0
+    _validate_new(owner_type, owner_id, purpose, currency, kind, credit_limit, shard_count)
+    existing = find_account(conn, owner_type, owner_id, purpose, currency)
+    if existing is None:
+        account_id = new_id("acc")
+        stmt = dialect_insert(conn, ledger_accounts).values(
+            account_id=account_id, owner_type=owner_type, owner_id=owner_id, purpose=purpose, currency=currency,
+            normal_side=side.value, constraint_kind=kind.value, shard_count=shard_count,
+            created_at=at or datetime.now(UTC),
+        ).on_conflict_do_nothing(index_elements=["owner_type", "owner_id", "purpose", "currency"])
+        if conn.execute(stmt.returning(ledger_accounts.c.account_id)).first() is not None:
+            floor = _floor_for(kind, credit_limit)
+            conn.execute(ledger_balances.insert(), [
+                {"account_id": account_id, "shard": s, "posted": 0, "pending_debits": 0, "pending_credits": 0,
+                 "available": 0, "available_floor": floor} for s in range(shard_count)])
+            return Account(account_id, owner_type, owner_id, purpose, currency, side, kind, shard_count,
+                           credit_limit=credit_limit if kind is Constraint.CREDIT_LIMIT else None)
+        existing = find_account(conn, owner_type, owner_id, purpose, currency)
+        assert existing is not None, "a conflicting insert means the row exists"
+    if (existing.normal_side, existing.constraint, existing.shard_count) != (side, kind, shard_count):
+        raise AccountConflict(
+            f"account {existing.account_id} exists as {existing.normal_side}/{existing.constraint}/"
+            f"{existing.shard_count} shard(s), asked for {side}/{kind}/{shard_count}",
+            account_id=existing.account_id)
+    return existing
+
+
+def set_credit_limit(conn: Connection, account_id: str, limit_minor: int) -> Account:
+    """Change a credit_limit account's limit; refuses (writing nothing) a limit below what is used.
+
+    "Used" counts pending holds: the check is `available >= -limit` on the single balance row, in
+    one conditional UPDATE, so it cannot race a concurrent debit.
+    """
+    _validate_limit(limit_minor)
+    account = get_account(conn, account_id)
+    if account.constraint is not Constraint.CREDIT_LIMIT:
+        raise LedgerError(f"account {account_id} has no credit limit ({account.constraint})")
+    b = ledger_balances.c
+    result = conn.execute(update(ledger_balances)
+                          .where(b.account_id == account_id, b.shard == 0, b.available >= -limit_minor)
+                          .values(available_floor=-limit_minor))
+    if result.rowcount != 1:
+        available = conn.execute(select(b.available).where(b.account_id == account_id, b.shard == 0)).scalar_one()
+        raise CreditLimitBelowUsed(f"account {account_id}: {-min(available, 0)} is used, limit {limit_minor} "
+                                   "would be below it", account_id=account_id, available=available)
+    return get_account(conn, account_id)
