@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+import piaohao.services.topups  # noqa: F401  (registers the top-up trade's paid/closed handlers)
 from piaohao.adapters import migrate
 from piaohao.adapters.db import Database
 from piaohao.api.app import create_app
@@ -17,7 +18,10 @@ from piaohao.services.payments import query_due_payments
 from piaohao.settings import Settings
 from piaohao.workers.dispatcher import OutboxDispatcher
 from piaohao.workers.expiry import ExpiryWorker
+from piaohao.workers.payouts import PayoutExecutor
+from piaohao.workers.refunds import RefundWorker
 from piaohao.workers.runner import Loop, Runner
+from piaohao.workers.settlement import SETTLEMENT_CHECK_EVERY_S, SettlementWorker
 
 NONCE_PURGE_EVERY_S = 60.0
 
@@ -97,6 +101,9 @@ def assemble(settings: Settings, *, clock: Clock | None = None, migrate_now: boo
         Loop("expiry", expiry.run_once, max(poll, 0.5)),
         Loop("active-query", lambda: query_due_payments(p), poll),
         Loop("nonce-purge", lambda: (purge_nonces(p), 0)[1], NONCE_PURGE_EVERY_S),
+        Loop("payouts", PayoutExecutor(p).run_once, poll),
+        Loop("refunds", RefundWorker(p).run_once, poll),
+        Loop("settlement", SettlementWorker(p).run_once, max(poll, min(SETTLEMENT_CHECK_EVERY_S, 20 * poll))),
     ]
     app = create_app(p, extra_mounts=mounts) if with_api else None
     return Assembly(platform=p, app=app, loops=loops, closers=closers, extras=extras)

@@ -19,7 +19,9 @@ apps_app = typer.Typer(help="Merchant apps and their secrets.", no_args_is_help=
 notifications_app = typer.Typer(help="Merchant notifications (the outbox).", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alerts: the manual-handling queue.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="The sandbox payment channel.", no_args_is_help=True)
-for sub, name in ((db_app, "db"), (merchants_app, "merchants"), (apps_app, "apps"),
+from piaohao.ledger.cli import app as ledger_app  # noqa: E402
+
+for sub, name in ((ledger_app, "ledger"), (db_app, "db"), (merchants_app, "merchants"), (apps_app, "apps"),
                   (notifications_app, "notifications"), (alerts_app, "alerts"), (sandbox_app, "sandbox")):
     app.add_typer(sub, name=name)
 
@@ -263,3 +265,147 @@ def main() -> None:
     except PiaohaoError as e:  # pragma: no cover - commands catch their own
         print(f"error: {e.code}: {e.message}", file=sys.stderr)
         sys.exit(1)
+
+
+# --- sub-merchants and settlement ---------------------------------------------------------------
+sub_merchants_app = typer.Typer(help="Sub-merchants (sellers): review and state.", no_args_is_help=True)
+settlement_app = typer.Typer(help="Clearing and settlement: periodic run, batches, statements.", no_args_is_help=True)
+fees_app = typer.Typer(help="Fee rules (計費).", no_args_is_help=True)
+app.add_typer(sub_merchants_app, name="sub-merchants")
+app.add_typer(settlement_app, name="settlement")
+app.add_typer(fees_app, name="fees")
+
+
+def _platform():
+    from piaohao.platform import Platform
+
+    return Platform(settings=_settings(), db=_db(), clock=SystemClock())
+
+
+def _sub_merchant_event(sub_merchant_id: str, event: str, as_json: bool) -> None:
+    from piaohao.services.sub_merchants import change_status
+
+    try:
+        view = change_status(_platform(), sub_merchant_id, event)
+    except PiaohaoError as e:
+        _fail(e)
+    _print(view if as_json else {"sub_merchant_id": view["sub_merchant_id"], "status": view["status"]}, as_json)
+
+
+@sub_merchants_app.command("approve")
+def sub_merchants_approve(sub_merchant_id: str, as_json: bool = typer.Option(False, "--json")):
+    """KYC reviewed: the sub-merchant becomes active (it may now sell)."""
+    _sub_merchant_event(sub_merchant_id, "approve", as_json)
+
+
+@sub_merchants_app.command("freeze")
+def sub_merchants_freeze(sub_merchant_id: str, as_json: bool = typer.Option(False, "--json")):
+    """No new orders and no payouts; its money keeps settling into its settled account."""
+    _sub_merchant_event(sub_merchant_id, "freeze", as_json)
+
+
+@sub_merchants_app.command("unfreeze")
+def sub_merchants_unfreeze(sub_merchant_id: str, as_json: bool = typer.Option(False, "--json")):
+    _sub_merchant_event(sub_merchant_id, "unfreeze", as_json)
+
+
+@sub_merchants_app.command("close")
+def sub_merchants_close(sub_merchant_id: str, as_json: bool = typer.Option(False, "--json")):
+    """Final; refused while it still holds pending or settled money."""
+    _sub_merchant_event(sub_merchant_id, "close", as_json)
+
+
+def _instant(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        typer.echo(f"error: --as-of must be RFC 3339, not {value!r}", err=True)
+        raise typer.Exit(2) from None
+    if when.tzinfo is None:
+        typer.echo("error: --as-of needs an offset (e.g. 2026-12-01T00:00:00+08:00)", err=True)
+        raise typer.Exit(2)
+    return when
+
+
+@settlement_app.command("run")
+def settlement_run(as_of: str | None = typer.Option(None, "--as-of", help="RFC 3339; default now"),
+                   as_json: bool = typer.Option(False, "--json")):
+    """Settle now every order whose settlement period has run out as of --as-of."""
+    from piaohao.services.settlement import run
+
+    try:
+        summary = run(_platform(), _instant(as_of))
+    except PiaohaoError as e:
+        _fail(e)
+    _print(summary, as_json)
+
+
+@settlement_app.command("batches")
+def settlement_batches(merchant_id: str, seller_id: str | None = typer.Option(None, "--seller-id"),
+                       as_json: bool = typer.Option(False, "--json")):
+    from piaohao.services.settlement import list_batches
+
+    _print(list_batches(_platform(), merchant_id, seller_id), as_json)
+
+
+@settlement_app.command("verify")
+def settlement_verify(batch_no: str, as_json: bool = typer.Option(False, "--json")):
+    """Re-verify a batch (totals, exactly-once, ledger); exit 1 with the problems listed."""
+    from piaohao.services.settlement import get_batch
+
+    try:
+        view = get_batch(_platform(), None, batch_no)
+    except PiaohaoError as e:
+        _fail(e)
+    _print(view, as_json)
+    if view["problems"]:
+        raise typer.Exit(1)
+
+
+@settlement_app.command("statement")
+def settlement_statement(merchant_id: str, batch_no: str):
+    """The seller's settlement statement of one batch, as CSV on stdout."""
+    from piaohao.clearing.batches import statement_csv
+
+    try:
+        typer.echo(statement_csv(_platform(), merchant_id, batch_no), nl=False)
+    except PiaohaoError as e:
+        _fail(e)
+
+
+@fees_app.command("list")
+def fees_list(as_json: bool = typer.Option(False, "--json")):
+    """Active fee rules, in the order they are tried (lowest priority first)."""
+    from dataclasses import asdict
+
+    from piaohao.clearing.fees import load_rules
+
+    with _db().read() as conn:
+        rules = [dict(asdict(r), rate_bp=str(r.rate_bp)) for r in load_rules(conn)]
+    _print(rules, as_json)
+
+
+@fees_app.command("add")
+def fees_add(priority: int = typer.Option(..., "--priority"), rate_bp: str = typer.Option("0", "--rate-bp"),
+             fixed: int = typer.Option(0, "--fixed"), min_fee: int = typer.Option(0, "--min"),
+             max_fee: int | None = typer.Option(None, "--max"), rounding: str = typer.Option("half_up", "--rounding"),
+             bearer: str = typer.Option("seller", "--bearer"),
+             merchant_id: str | None = typer.Option(None, "--merchant"),
+             method: str | None = typer.Option(None, "--method"),
+             business_type: str | None = typer.Option(None, "--business-type"),
+             currency: str | None = typer.Option(None, "--currency"), as_json: bool = typer.Option(False, "--json")):
+    """Add a fee rule (applies to settlements from now on)."""
+    from dataclasses import asdict
+
+    from piaohao.clearing.fees import add_rule
+
+    try:
+        rule = _db().write(lambda conn: add_rule(
+            conn, SystemClock().now(), priority=priority, rate_bp=rate_bp, fixed_amount=fixed, min_fee=min_fee,
+            max_fee=max_fee, rounding=rounding, bearer=bearer, merchant_id=merchant_id, method=method,
+            business_type=business_type, currency=currency))
+    except PiaohaoError as e:
+        _fail(e)
+    _print(dict(asdict(rule), rate_bp=str(rule.rate_bp)), as_json)

@@ -99,3 +99,54 @@ class RateLimited(PiaohaoError):
 
 class PayloadTooLarge(PiaohaoError):
     status, code = 413, "PAYLOAD_TOO_LARGE"
+
+
+# --- member payments (shared by the cashier, members and business types) -----------------------
+class MemberNotFound(NotFound):
+    code = "MEMBER_NOT_FOUND"
+
+
+class InvalidComponents(PiaohaoError):
+    status, code = 400, "INVALID_COMPONENTS"
+
+
+class CoinsCapExceeded(PiaohaoError):
+    status, code = 409, "COINS_CAP_EXCEEDED"
+
+
+class InsufficientBalance(PiaohaoError):
+    status, code = 409, "INSUFFICIENT_BALANCE"
+
+
+class InvalidPaymentPassword(PiaohaoError):
+    status, code = 403, "INVALID_PAYMENT_PASSWORD"
+
+
+class PaymentPasswordLocked(PiaohaoError):
+    status, code = 423, "PAYMENT_PASSWORD_LOCKED"
+
+
+# --- members and business types: top-ups, transfers, withdrawals, payouts ---------------------
+class TopupNotFound(NotFound):
+    code = "TOPUP_NOT_FOUND"
+
+
+class TransferNotFound(NotFound):
+    code = "TRANSFER_NOT_FOUND"
+
+
+class WithdrawalNotFound(NotFound):
+    code = "WITHDRAWAL_NOT_FOUND"
+
+
+class PayoutNotFound(NotFound):
+    code = "PAYOUT_NOT_FOUND"
+
+
+# --- refunds ------------------------------------------------------------------------------------
+class TradeNotRefundable(PiaohaoError):
+    status, code = 409, "TRADE_NOT_REFUNDABLE"
+
+
+class RefundAmountExceeded(PiaohaoError):
+    status, code = 409, "REFUND_AMOUNT_EXCEEDED"

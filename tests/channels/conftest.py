@@ -27,8 +27,8 @@ from piaohao.channels.sandbox.service import SandboxService
 from tests.conftest import BACKENDS, PG_ADMIN_URL
 from tests.support.servers import ThreadedServer, free_port
 
-CLIENT_TIMEOUT_S = 0.5
-BANK_TIMEOUT_DELAY_S = 1.0
+CLIENT_TIMEOUT_S = 1.5  # generous: the suite runs in parallel on 2 cores
+BANK_TIMEOUT_DELAY_S = 3.0
 TEST_RETRY_S = (0.0, 0.0, 0.0, 0.0)
 PUMP_DEADLINE_S = 10.0
 PG_URL = PG_ADMIN_URL

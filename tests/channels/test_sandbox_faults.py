@@ -11,7 +11,7 @@ from piaohao.channels.base import Outcome
 
 from .helpers import create_payment, key
 
-DELAY_S = 1.0
+DELAY_S = 3.0  # past the 1.5 s client timeout
 
 
 def test_slow_within_the_timeout_is_fine(channel, sandbox):

@@ -70,6 +70,24 @@ def test_happy_path_pays_and_notifies_the_merchant_with_a_verifiable_signature(r
     event = receiver.events("trade.succeeded")[0]
     assert event["id"].startswith("evt_") and event["data"]["trade_no"] == trade["trade_no"]
     assert event["data"]["status"] == "succeeded"
+    assert event["data"]["components"] == [{"method": "sandbox", "amount": 1999, "refunded_amount": 0}]
+    assert_books_balance(running)
+    assert merchant_pending(running, m) == 1999
+
+
+def assert_books_balance(running):
+    from piaohao import ledger
+
+    assert ledger.check(running.platform.db) == []
+
+
+def merchant_pending(running, m) -> int:
+    from piaohao import ledger
+    from piaohao.ledger import chart
+
+    with running.platform.db.read() as conn:
+        account = chart.lookup(conn, "merchant_pending_settlement", m.merchant_id, "CNY")
+        return ledger.balance(conn, account.account_id).posted if account else 0
 
 
 def test_paying_twice_on_the_cashier_reuses_the_open_attempt(running, receiver):
@@ -93,6 +111,8 @@ def test_every_notify_mode_ends_succeeded_with_one_merchant_event(running, recei
     assert len(receiver.events("trade.succeeded")) == 1
     assert count(running, outbox_events, outbox_events.c.subject_id == trade["trade_no"],
                  outbox_events.c.type == "trade.succeeded") == 1
+    assert_books_balance(running)
+    assert merchant_pending(running, m) == 1999
     if mode == "amount_mismatch":
         assert count(running, alerts, alerts.c.kind == "amount_mismatch") >= 1
     if mode == "bad_signature":
@@ -187,10 +207,10 @@ def test_close_while_the_channel_is_down_is_refused_and_changes_nothing(running,
 
 
 def test_create_payment_timeout_is_settled_by_the_active_query(make_platform, receiver):
-    running = make_platform(channel_timeout_s=0.5)
+    running = make_platform(channel_timeout_s=1.5)
     m = running.merchant()
     trade = create(m, receiver)
-    running.assembly.sandbox_service.set_fault("pay", "timeout", delay_s=1.5, count=1)
+    running.assembly.sandbox_service.set_fault("pay", "timeout", delay_s=3.0, count=1)
     r = httpx.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30)
     assert r.status_code == 503 and r.json()["code"] == "CHANNEL_UNAVAILABLE"
     # The buyer tries again: the same attempt, the same channel order.
@@ -286,10 +306,10 @@ def test_lost_notifications_and_failing_queries_are_retried_until_the_truth_is_k
 
 
 def test_query_that_times_out_is_unknown_not_failed(make_platform, receiver):
-    running = make_platform(channel_timeout_s=0.5)
+    running = make_platform(channel_timeout_s=1.5)
     m = running.merchant()
     trade = create(m, receiver)
-    running.assembly.sandbox_service.set_fault("query", "timeout", delay_s=1.0, count=2)
+    running.assembly.sandbox_service.set_fault("query", "timeout", delay_s=3.0, count=2)
     succeed(start(trade), "never")
     assert wait_status(m, trade, "succeeded", timeout_s=30)
     assert count(running, payments, payments.c.trade_no == trade["trade_no"], payments.c.status == "failed") == 0

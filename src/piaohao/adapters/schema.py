@@ -98,6 +98,11 @@ trades = Table(
     Column("notify_url", String(1024), nullable=True),
     Column("return_url", String(1024), nullable=True),
     Column("buyer_id", String(64), nullable=True),
+    Column("member_id", String(40), nullable=True),  # set when a member's own methods may pay it
+    # "sale": the merchant's own trade (the /v1/trades API). Other purposes ("topup", ...) are
+    # internal trades that reuse the cashier and payment pipeline; their out_trade_no carries a
+    # ":" that merchant keys cannot, so the two never collide.
+    Column("purpose", String(16), nullable=False, server_default="sale"),
     Column("status", String(16), nullable=False),
     Column("refunded_amount", BigInteger, nullable=False, server_default="0"),
     Column("request_hash", String(64), nullable=False),
@@ -209,4 +214,26 @@ channel_credentials = Table(
     Column("channel_public_key_pem", Text, nullable=True),
     _ts("created_at", False),
 )
+trade_components = Table(
+    "trade_components", metadata,
+    # How a trade is funded: one row per method per attempt (a method appears at most once in an
+    # attempt; a released attempt stays as history). Refunds draw on the `paid` rows and can never
+    # return more to a component than it paid.
+    Column("trade_no", String(40), ForeignKey("trades.trade_no"), primary_key=True),
+    Column("attempt", String(40), primary_key=True),  # the channel attempt's operation, or "direct"
+    Column("method", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),  # "channel" | "internal"
+    Column("amount", BigInteger, nullable=False),
+    Column("refunded_amount", BigInteger, nullable=False, server_default="0"),
+    Column("status", String(16), nullable=False),  # held | paid | released
+    Column("payment_no", String(40), nullable=True),  # the channel payment record, for channel parts
+    Column("hold_id", String(40), nullable=True),  # the ledger hold, for internal parts
+    Column("member_id", String(40), nullable=True),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+)
+
+import piaohao.adapters.schema_clearing  # noqa: E402,F401
+import piaohao.adapters.schema_members  # noqa: E402,F401
+import piaohao.adapters.schema_refunds  # noqa: E402,F401
 import piaohao.ledger.schema  # noqa: E402,F401

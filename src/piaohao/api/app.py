@@ -8,7 +8,11 @@ from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
 from piaohao import __version__
+from piaohao.api import business as business_api
 from piaohao.api import cashier, channels, errors, statements, trades
+from piaohao.api import members as members_api
+from piaohao.api import refunds as refunds_api
+from piaohao.api import settlement as settlement_api
 from piaohao.api.gateway import GatewayMiddleware
 from piaohao.platform import Platform
 
@@ -24,6 +28,12 @@ def create_app(p: Platform, *, extra_mounts: dict | None = None) -> FastAPI:
     app.state.platform = p
     errors.install(app)
     for router in (trades.router, statements.router, cashier.router, channels.router):
+        app.include_router(router)
+    app.include_router(members_api.router)
+    app.include_router(refunds_api.router)
+    for router in business_api.routers:
+        app.include_router(router)
+    for router in settlement_api.routers:
         app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -9,35 +9,24 @@ from starlette.responses import HTMLResponse, JSONResponse
 
 from piaohao.api.deps import platform
 from piaohao.api.schemas import PayBody
-from piaohao.clock import rfc3339
+from piaohao.errors import InvalidComponents
 from piaohao.platform import Platform
-from piaohao.services.payments import find_trade_by_token, start_payment
+from piaohao.services import cashier
 
 router = APIRouter(prefix="/cashier", tags=["cashier"])
-
-METHOD_NAMES = {"sandbox": "Sandbox channel (test payments)"}
-
-
-def _methods(p: Platform) -> list[dict]:
-    return [{"method": name, "name": METHOD_NAMES.get(name, name), "kind": "channel"} for name in p.channels]
 
 
 @router.get("/{token}")
 def cashier_page(token: str, request: Request, p: Platform = Depends(platform)):
-    trade = find_trade_by_token(p, token)
-    view = {
-        "trade_no": trade["trade_no"], "subject": trade["subject"], "amount": trade["amount"],
-        "currency": trade["currency"], "status": trade["status"],
-        "expires_at": rfc3339(trade["expires_at"], p.settings.tz), "methods": _methods(p),
-    }
+    view = cashier.cashier_view(p, token)
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse(view)
     buttons = "".join(
         f'<button onclick="pay(\'{html.escape(m["method"])}\')">{html.escape(m["name"])}</button>'
-        for m in view["methods"])
-    page = f"""<!doctype html><meta charset="utf-8"><title>Pay {html.escape(trade['subject'])}</title>
-<h1>{html.escape(trade['subject'])}</h1><p>{trade['amount']} (minor units) {html.escape(trade['currency'])}
- &middot; {html.escape(trade['status'])}</p>{buttons}
+        for m in view["methods"] if m["kind"] == "channel")
+    page = f"""<!doctype html><meta charset="utf-8"><title>Pay {html.escape(view['subject'])}</title>
+<h1>{html.escape(view['subject'])}</h1><p>{view['amount']} (minor units) {html.escape(view['currency'])}
+ &middot; {html.escape(view['status'])}</p>{buttons}
 <script>async function pay(m){{const r=await fetch(location.pathname.replace(/\\/$/,'')+'/pay',{{method:'POST',
 headers:{{'Content-Type':'application/json'}},body:JSON.stringify({{method:m}})}});const j=await r.json();
 if(j.redirect_url)location.href=j.redirect_url;else alert(j.message||j.status);}}</script>"""
@@ -46,4 +35,7 @@ if(j.redirect_url)location.href=j.redirect_url;else alert(j.message||j.status);}
 
 @router.post("/{token}/pay")
 def pay(token: str, body: PayBody, p: Platform = Depends(platform)):
-    return start_payment(p, token, body.method)
+    components = [(c.method, c.amount) for c in body.components] if body.components is not None else None
+    if (body.method is None) == (components is None):
+        raise InvalidComponents("give either method or components")
+    return cashier.pay(p, token, method=body.method, components=components, payment_password=body.payment_password)

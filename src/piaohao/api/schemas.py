@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
@@ -17,6 +17,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
+class SplitIn(Strict):
+    receiver_id: Annotated[StrictStr, Field(min_length=1, max_length=40)]
+    amount: Annotated[StrictInt, Field(le=AMOUNT_MAX)]  # positivity: INVALID_ORDERS (piaohao.clearing.splits)
+
+
+class OrderIn(Strict):
+    out_order_no: MerchantKey
+    sub_merchant_id: Annotated[StrictStr, Field(min_length=1, max_length=40)]
+    amount: Amount
+    subsidy_amount: Amount = 0
+    splits: Annotated[list[SplitIn], Field(max_length=50)] = []
+
+
 class CreateTradeBody(Strict):
     out_trade_no: MerchantKey
     amount: Amount
@@ -28,6 +41,8 @@ class CreateTradeBody(Strict):
     order_created_at: AwareDatetime | None = None
     order_timeout_s: Annotated[StrictInt, Field(ge=1, le=365 * 86400)] | None = None
     buyer_id: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
+    member_id: Annotated[StrictStr, Field(min_length=1, max_length=40)] | None = None
+    orders: Annotated[list[OrderIn], Field(min_length=1, max_length=100)] | None = None
 
     @field_validator("currency")
     @classmethod
@@ -37,8 +52,48 @@ class CreateTradeBody(Strict):
         return v
 
 
-class PayBody(Strict):
+class ComponentIn(Strict):
     method: Annotated[StrictStr, Field(min_length=1, max_length=32)]
+    # Checked by the composition rules (INVALID_COMPONENTS), not here: any JSON value is accepted.
+    amount: Any = None
+
+
+class PayBody(Strict):
+    method: Annotated[StrictStr, Field(min_length=1, max_length=32)] | None = None
+    components: Annotated[list[ComponentIn], Field(min_length=1, max_length=4)] | None = None
+    payment_password: Annotated[StrictStr, Field(max_length=64)] | None = None
+
+
+class ComponentOut(BaseModel):
+    method: str
+    amount: int
+    refunded_amount: int
+
+
+class SplitOut(BaseModel):
+    receiver_id: str
+    amount: int
+
+
+class OrderSettlementOut(BaseModel):
+    batch_no: str
+    seller_amount: int
+    split_amount: int
+    fee_amount: int
+    refunded_amount: int
+
+
+class OrderOut(BaseModel):
+    out_order_no: str
+    sub_merchant_id: str
+    amount: int
+    subsidy_amount: int
+    splits: list[SplitOut]
+    refunded_amount: int
+    status: Literal["created", "pending_settlement", "settled", "closed"]
+    settle_due_at: str | None
+    settled_at: str | None
+    settlement: OrderSettlementOut | None = None
 
 
 class TradeOut(BaseModel):
@@ -58,6 +113,9 @@ class TradeOut(BaseModel):
     notify_url: str | None
     return_url: str | None
     pay_url: str
+    member_id: str | None = None
+    components: list[ComponentOut] = []
+    orders: list[OrderOut] = []
 
 
 class ErrorOut(BaseModel):

@@ -2,6 +2,9 @@
 
 from alembic import context
 
+import piaohao.adapters.schema_clearing  # noqa: F401  (sub-merchants, orders, fee rules, settlement)
+import piaohao.adapters.schema_members  # noqa: F401  (members, top-ups, transfers, withdrawals, payouts)
+import piaohao.adapters.schema_refunds  # noqa: F401  (the refund tables)
 import piaohao.ledger.schema  # noqa: F401  (registers the ledger tables on the shared metadata)
 from piaohao.adapters.schema import metadata
 

@@ -8,9 +8,10 @@ from sqlalchemy import insert
 
 from piaohao.adapters.schema import channel_notifications
 from piaohao.alerts import WARNING, raise_alert
-from piaohao.channels.base import NotificationAck, NotificationRejected, Outcome, PaymentResult
+from piaohao.channels.base import NotificationAck, NotificationRejected, Outcome, PaymentResult, RefundResult
 from piaohao.platform import Platform
 from piaohao.services.payments import apply_channel_result, schedule_query_now
+from piaohao.services.refund_results import apply_refund_notification
 
 log = structlog.get_logger(__name__)
 INBOUND = Counter("piaohao_channel_notifications_total", "Channel notifications, by channel and outcome",
@@ -46,6 +47,9 @@ def handle_channel_notification(p: Platform, channel_name: str, headers: dict[st
                                currency=note.currency, paid_at=note.finished_at)
         if note.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CLOSED):
             effect = apply_channel_result(p, note.payment_no, result, source="notify")
+    elif note.kind == "refund" and note.refund_no:
+        effect = apply_refund_notification(p, note.refund_no, RefundResult(
+            outcome=note.outcome, amount=note.amount, finished_at=note.finished_at))
     p.db.write(lambda conn: conn.execute(insert(channel_notifications).values(
         channel=channel_name, payment_no=note.payment_no, verified=True, outcome=effect[:32],
         body=body[:BODY_LOGGED_MAX].decode("utf-8", "replace"), received_at=now)))

@@ -8,13 +8,16 @@ record; a disagreement changes nothing and raises an alert.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
 from prometheus_client import Counter
 from sqlalchemy import Connection, func, insert, select, update
 
-from piaohao.adapters.schema import payments, trades
+from piaohao import clearing as settlement_clearing
+from piaohao import ledger
+from piaohao.adapters.schema import payments, trade_components, trades
 from piaohao.alerts import raise_alert
 from piaohao.channels.base import CreatePayment, Outcome, PaymentResult
 from piaohao.domain import payments as pay_states
@@ -23,9 +26,10 @@ from piaohao.domain.payments import PAYMENT_STATES
 from piaohao.domain.trades import TRADE_STATES
 from piaohao.errors import ChannelUnavailable, TradeNotFound, TradeNotPayable
 from piaohao.ids import new_id
+from piaohao.ledger import chart
 from piaohao.platform import Platform
-from piaohao.services import notifications
-from piaohao.services.views import trade_view
+from piaohao.services import funding, notifications, strays
+from piaohao.services.views import load_components, load_orders, trade_view
 
 log = structlog.get_logger(__name__)
 PAYMENT_RESULTS = Counter("piaohao_payment_results_total", "Channel answers applied, by source and effect",
@@ -40,8 +44,9 @@ def find_trade_by_token(p: Platform, cashier_token: str):
     return row
 
 
-def start_payment(p: Platform, cashier_token: str, method: str) -> dict:
-    """The buyer chose a channel method: open (or reuse) a payment record and start it at the channel.
+def start_payment(p: Platform, cashier_token: str, method: str, parts: list | None = None) -> dict:
+    """The buyer chose a channel method (with `parts`: alongside held internal parts): open (or
+    reuse) a payment record and start it at the channel.
 
     Answers {"redirect_url": ...} for the channel's page, or {"status": "succeeded"} when the
     channel reports it already paid.
@@ -49,6 +54,7 @@ def start_payment(p: Platform, cashier_token: str, method: str) -> dict:
     channel = p.channel(method)
     trade = find_trade_by_token(p, cashier_token)
     now = p.clock.now()
+    internal = [x for x in parts or () if x.internal]
 
     def open_attempt(conn: Connection):
         from piaohao.services.trades import lock_trade
@@ -62,12 +68,17 @@ def start_payment(p: Platform, cashier_token: str, method: str) -> dict:
             payments.c.trade_no == t["trade_no"], payments.c.method == method,
             payments.c.status.in_(pay_states.OPEN_STATES))).mappings().first()
         if existing is not None:
+            funding.check_same_composition(conn, t, existing["operation"], parts)
             return dict(existing)
         attempt = conn.execute(select(func.count()).select_from(payments).where(
             payments.c.trade_no == t["trade_no"])).scalar_one() + 1
+        operation = f"{method}#{attempt}"
+        amount = t["amount"]
+        if internal:
+            amount = funding.hold_for_channel(conn, t, parts, operation, now)
         row = {
             "payment_no": new_id("pay"), "trade_no": t["trade_no"], "merchant_id": t["merchant_id"],
-            "operation": f"{method}#{attempt}", "method": method, "channel": channel.name, "amount": t["amount"],
+            "operation": operation, "method": method, "channel": channel.name, "amount": amount,
             "currency": t["currency"], "status": pay_states.CREATED, "channel_txn_no": None, "redirect_url": None,
             "query_attempts": 0, "last_error": None,
             # Even if the create call below is lost, the active query will find out what happened.
@@ -127,12 +138,20 @@ def _apply(conn: Connection, p: Platform, payment_no: str, result: PaymentResult
         event = "fail" if result.outcome == Outcome.FAILED else "close"
         if not PAYMENT_STATES.allows(pay["status"], event):
             return "ignored"  # late news about a record that is already final
+        conn.execute(select(trades.c.trade_no).where(trades.c.trade_no == pay["trade_no"]).with_for_update())
         conn.execute(update(payments).where(payments.c.payment_no == payment_no,
                                             payments.c.status == pay["status"]).values(
             status=PAYMENT_STATES.next(pay["status"], event), finished_at=now, updated_at=now,
             last_error=(result.error or "")[:500] or None))
+        # The combination fails as a whole: the parts held for this attempt go back to the member.
+        funding.release_attempt(conn, pay["trade_no"], pay["operation"], now)
         return str(result.outcome)
     return "ignored"
+
+
+# Trades with another purpose than "sale" (top-ups, ...) post their own entries and events when
+# paid: purpose -> handler(conn, platform, paid_trade, payment, channel_clearing_account, now).
+PAID_HANDLERS: dict[str, Callable] = {}
 
 
 def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, source: str, now: datetime) -> str:
@@ -154,24 +173,59 @@ def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, so
         pay["channel_txn_no"], paid_at=paid_at, finished_at=now, next_query_at=None, updated_at=now))
     trade = conn.execute(select(trades).where(trades.c.trade_no == pay["trade_no"]).with_for_update()
                          ).mappings().first()
-    if trade["status"] != trade_states.PENDING:
+    clearing = chart.channel_clearing(conn, pay["channel"], pay["currency"])
+    covers = pay["amount"] + funding.held_total(conn, trade["trade_no"], pay["operation"]) == trade["amount"]
+    if trade["status"] != trade_states.PENDING or not covers:
+        # The channel holds the buyer's money; it belongs to nobody's sale: park it in suspense.
+        suspense = chart.platform_suspense(conn, pay["currency"])
+        ledger.transfer(conn, ("payment", pay["payment_no"], "succeed"), clearing.account_id, suspense.account_id,
+                        pay["amount"], description="paid without a payable trade: to be refunded", at=now)
+        strays.on_stray_payment(conn, p, trade, pay, now)
         # Paid after close/expiry, or a second payment for a paid trade: the buyer's money is real and
         # must go back to them. Never counted as the merchant's sale.
-        kind = "paid_after_close" if trade["status"] == trade_states.CLOSED else "duplicate_payment"
+        kind = ("paid_after_close" if trade["status"] == trade_states.CLOSED else
+                "duplicate_payment" if trade["status"] != trade_states.PENDING else "partial_payment")
         raise_alert(conn, now=now, kind=kind, subject_type="payment", subject_id=pay["payment_no"],
                     message=f"payment {pay['payment_no']} succeeded but trade {trade['trade_no']} is "
                             f"{trade['status']}: the buyer must be refunded",
                     details={"trade_no": trade["trade_no"], "amount": pay["amount"], "source": source})
         return kind
+    funding.spend_held(conn, trade["trade_no"], pay["operation"], now)
+    record_channel_component(conn, trade, pay, now)
     new_status = TRADE_STATES.next(trade["status"], "pay")
     conn.execute(update(trades).where(trades.c.trade_no == trade["trade_no"],
                                       trades.c.status == trade_states.PENDING).values(
         status=new_status, paid_at=paid_at, paid_payment_no=pay["payment_no"], updated_at=now))
     paid = dict(trade, status=new_status, paid_at=paid_at, paid_payment_no=pay["payment_no"], updated_at=now)
+    handler = PAID_HANDLERS.get(trade["purpose"])
+    if handler is not None:
+        handler(conn, p, paid, pay, clearing, now)
+        return "succeeded"
+    pending = chart.merchant_pending_settlement(conn, trade["merchant_id"], pay["currency"])
+    ledger.transfer(conn, ("payment", pay["payment_no"], "succeed"), clearing.account_id, pending.account_id,
+                    pay["amount"], description=f"trade {trade['trade_no']} paid", at=now)
+    settlement_clearing.on_trade_paid(conn, p, trade, now)  # orders -> their sellers' pending settlement
     notifications.enqueue(conn, now=now, merchant_id=trade["merchant_id"], app_id=trade["app_id"],
-                          type="trade.succeeded", subject_id=trade["trade_no"], data=trade_view(p, paid),
+                          type="trade.succeeded", subject_id=trade["trade_no"],
+                          data=trade_view(p, paid, load_components(conn, trade["trade_no"]),
+                                          load_orders(conn, p, trade["trade_no"])),
                           notify_url=trade["notify_url"], tz=p.settings.tz)
     return "succeeded"
+
+
+def record_channel_component(conn: Connection, trade, pay, now: datetime) -> None:
+    """The channel part of a paid trade. A trade paid by the channel alone gets its one row here;
+    a combination wrote its row when the buyer chose it and it becomes paid now."""
+    done = conn.execute(update(trade_components).where(
+        trade_components.c.trade_no == trade["trade_no"], trade_components.c.attempt == pay["operation"],
+        trade_components.c.method == pay["method"]).values(
+        status="paid", payment_no=pay["payment_no"], updated_at=now)).rowcount
+    if not done:
+        conn.execute(insert(trade_components).values(
+            trade_no=trade["trade_no"], attempt=pay["operation"], method=pay["method"], kind="channel",
+            amount=pay["amount"],
+            refunded_amount=0, status="paid", payment_no=pay["payment_no"], hold_id=None,
+            member_id=trade["member_id"], created_at=now, updated_at=now))
 
 
 def schedule_query_now(p: Platform, payment_no: str) -> None:

@@ -12,6 +12,7 @@ from piaohao.adapters.schema import payments, trades
 from piaohao.clock import rfc3339
 from piaohao.domain import payments as pay_states
 from piaohao.platform import Platform
+from piaohao.services.refunds import statement_refunds
 
 HEADER = ["record_type", "trade_no", "out_trade_no", "refund_no", "out_request_no", "amount", "fee", "currency",
           "status", "channel", "channel_txn_no", "finished_at"]
@@ -50,7 +51,17 @@ def statement_rows(p: Platform, merchant_id: str, day: date) -> list[dict]:
 
 
 def _refund_rows(p: Platform, merchant_id: str, start: datetime, end: datetime) -> list[dict]:
-    return []
+    """The merchant's refunds that became final in [start, end); amounts positive. Refunds of stray
+    payments are the platform's own and never appear here."""
+    tz = p.settings.tz
+    with p.db.read() as conn:
+        return [{
+            "record_type": "refund", "trade_no": r["trade_no"], "out_trade_no": r["out_trade_no"],
+            "refund_no": r["refund_no"], "out_request_no": r["out_request_no"], "amount": r["amount"], "fee": 0,
+            "currency": r["currency"], "status": r["status"], "channel": r["channel"] or "",
+            "channel_txn_no": r["channel_refund_no"] or "", "finished_at": rfc3339(r["finished_at"], tz),
+            "_at": r["finished_at"],
+        } for r in statement_refunds(conn, merchant_id, start, end)]
 
 
 def statement_csv(p: Platform, merchant_id: str, day: date) -> str:

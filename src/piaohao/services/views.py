@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from sqlalchemy import Connection, select
+
+from piaohao.adapters.schema import trade_components
 from piaohao.clock import rfc3339
 from piaohao.platform import Platform
 
 
-def trade_view(p: Platform, t) -> dict:
+def load_components(conn: Connection, trade_no: str) -> list:
+    """The funding parts that hold or have paid money (released ones are history)."""
+    return conn.execute(select(trade_components).where(
+        trade_components.c.trade_no == trade_no, trade_components.c.status != "released")
+        .order_by(trade_components.c.created_at, trade_components.c.method)).mappings().all()
+
+
+def load_orders(conn: Connection, p: Platform, trade_no: str) -> list:
+    """The trade's orders (合併支付), with their splits and settlement status."""
+    from piaohao.clearing import order_views
+
+    return order_views(conn, p, trade_no)
+
+
+def trade_view(p: Platform, t, components: list | None = None, orders: list | None = None) -> dict:
+    """`components` (how it was paid) are listed once the trade has any; `orders` when it has them."""
     tz = p.settings.tz
     return {
         "trade_no": t["trade_no"],
@@ -25,4 +43,8 @@ def trade_view(p: Platform, t) -> dict:
         "notify_url": t["notify_url"],
         "return_url": t["return_url"],
         "pay_url": p.pay_url(t["cashier_token"]),
+        "member_id": t.get("member_id"),
+        "components": [{"method": c["method"], "amount": c["amount"], "refunded_amount": c["refunded_amount"]}
+                       for c in components or ()],
+        "orders": list(orders or ()),
     }

@@ -1,0 +1,197 @@
+"""Paying a trade with the member's own methods (balance, coins, credit), alone or combined.
+
+Internal parts without a channel part are spent at once, in the transaction that marks the
+trade paid. With a channel part they are *held* (ledger holds: the money stays the member's but
+cannot be spent twice) and spent in the transaction that records the channel's success, or
+released when the channel part fails or the trade closes. The combination succeeds or fails as
+a whole: a channel success that no longer covers the rest of the trade is never taken as payment.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select, update
+
+from piaohao import clearing as settlement_clearing
+from piaohao import ledger
+from piaohao.adapters.schema import merchants, trade_components, trades
+from piaohao.domain import trades as trade_states
+from piaohao.domain.composition import CoinsCapExceeded as CapRule
+from piaohao.domain.composition import InvalidComposition, Part, check_coins_cap, compose
+from piaohao.domain.trades import TRADE_STATES
+from piaohao.errors import (
+    CoinsCapExceeded,
+    InsufficientBalance,
+    InvalidComponents,
+    InvalidRequest,
+    MethodNotAvailable,
+    TradeNotPayable,
+)
+from piaohao.ledger import chart
+from piaohao.platform import Platform
+from piaohao.services import notifications
+from piaohao.services.views import load_components, load_orders, trade_view
+
+HELD, PAID, RELEASED, PENDING = "held", "paid", "released", "pending"
+MEMBER_ACCOUNT = {"balance": chart.member_balance, "coins": chart.member_coins, "credit": chart.member_credit}
+
+
+def parse_parts(p: Platform, trade, method: str | None, components: list[tuple[str, int | None]] | None
+                ) -> list[Part]:
+    """The exact parts of a pay request, checked against the trade and the merchant's coins cap."""
+    requested = components if components is not None else [(method, None)]
+    try:
+        parts = compose(trade["amount"], requested, set(p.channels))
+    except InvalidComposition as e:
+        raise InvalidComponents(str(e)) from None
+    if any(x.internal for x in parts):
+        if not trade["member_id"] or trade["purpose"] != "sale":
+            raise MethodNotAvailable("this trade names no member: only channel methods can pay it")
+        with p.db.read() as conn:
+            cap_pct = conn.execute(select(merchants.c.coins_cap_pct).where(
+                merchants.c.merchant_id == trade["merchant_id"])).scalar_one()
+        try:
+            check_coins_cap(parts, trade["amount"], cap_pct)
+        except CapRule as e:
+            raise CoinsCapExceeded(str(e)) from None
+    return parts
+
+
+def check_password(p: Platform, trade, password: str | None) -> None:
+    from piaohao.services.passwords import verify_payment_password
+
+    if not isinstance(password, str) or not password:
+        raise InvalidRequest("payment_password is required to spend the member's money")
+    verify_payment_password(p, trade["member_id"], password, p.clock.now())
+
+
+def _member_account(conn: Connection, method: str, member_id: str, currency: str):
+    return MEMBER_ACCOUNT[method](conn, member_id, currency)
+
+
+def pay_internal_only(p: Platform, trade_no: str, parts: list[Part]) -> dict:
+    """Spend every part at once and mark the trade paid, in one transaction."""
+    now = p.clock.now()
+
+    def tx(conn: Connection) -> dict:
+        from piaohao.services.trades import lock_trade
+
+        t = lock_trade(conn, trade_no)
+        _payable(t, now)
+        pending = chart.merchant_pending_settlement(conn, t["merchant_id"], t["currency"])
+        try:
+            for part in parts:
+                source = _member_account(conn, part.method, t["member_id"], t["currency"])
+                ledger.transfer(conn, ("trade", trade_no, f"pay:{part.method}"), source.account_id,
+                                pending.account_id, part.amount, description=f"trade {trade_no} paid", at=now)
+        except ledger.InsufficientFunds:
+            raise InsufficientBalance("not enough available balance, coins or credit") from None
+        settlement_clearing.on_trade_paid(conn, p, t, now)  # orders -> their sellers' pending settlement
+        for part in parts:
+            conn.execute(insert(trade_components).values(
+                trade_no=trade_no, method=part.method, kind="internal", amount=part.amount, refunded_amount=0,
+                status=PAID, payment_no=None, hold_id=None, member_id=t["member_id"], created_at=now,
+                updated_at=now, attempt="direct"))
+        new_status = TRADE_STATES.next(t["status"], "pay")
+        conn.execute(update(trades).where(trades.c.trade_no == trade_no, trades.c.status == t["status"]).values(
+            status=new_status, paid_at=now, updated_at=now))
+        paid = dict(t, status=new_status, paid_at=now, updated_at=now)
+        notifications.enqueue(conn, now=now, merchant_id=t["merchant_id"], app_id=t["app_id"],
+                              type="trade.succeeded", subject_id=trade_no,
+                              data=trade_view(p, paid, load_components(conn, trade_no), load_orders(conn, p, trade_no)),
+                              notify_url=t["notify_url"], tz=p.settings.tz)
+        return {"status": "succeeded", "trade_no": trade_no}
+
+    return p.db.write(tx)
+
+
+def _payable(t, now: datetime) -> None:
+    if t["status"] != trade_states.PENDING:
+        raise TradeNotPayable(f"the trade is {t['status']}")
+    if t["expires_at"] <= now:
+        raise TradeNotPayable("the trade has expired")
+
+
+def hold_for_channel(conn: Connection, t, parts: list[Part], attempt: str, now: datetime) -> int:
+    """Inside the transaction that opens the channel attempt: hold the internal parts, record the
+    components, and return what the channel must collect."""
+    held = conn.execute(select(trade_components).where(
+        trade_components.c.trade_no == t["trade_no"], trade_components.c.status.in_((HELD, PENDING)))).mappings().all()
+    wanted = {(x.method, x.amount) for x in parts}
+    if held:
+        if {(c["method"], c["amount"]) for c in held} != wanted:
+            raise TradeNotPayable("another payment of this trade is in progress")
+        return sum(x.amount for x in parts if not x.internal)
+    pending = chart.merchant_pending_settlement(conn, t["merchant_id"], t["currency"])
+    for part in parts:
+        hold_id = None
+        if part.internal:
+            source = _member_account(conn, part.method, t["member_id"], t["currency"])
+            try:
+                hold = ledger.reserve(conn, ("trade", t["trade_no"], f"hold:{part.method}:{attempt}"),
+                                      [ledger.debit(source.account_id, part.amount),
+                                       ledger.credit(pending.account_id, part.amount)],
+                                      description=f"trade {t['trade_no']} held while the channel collects", at=now)
+            except ledger.InsufficientFunds:
+                raise InsufficientBalance("not enough available balance, coins or credit") from None
+            hold_id = hold.hold_id
+        conn.execute(insert(trade_components).values(
+            trade_no=t["trade_no"], attempt=attempt, method=part.method,
+            kind="internal" if part.internal else "channel",
+            amount=part.amount, refunded_amount=0, status=HELD if part.internal else PENDING, payment_no=None,
+            hold_id=hold_id, member_id=t["member_id"], created_at=now, updated_at=now))
+    return sum(x.amount for x in parts if not x.internal)
+
+
+def check_same_composition(conn: Connection, t, attempt: str, parts: list[Part] | None) -> None:
+    """A repeated pay request may reuse the open attempt only if it asks for the same split."""
+    rows = conn.execute(select(trade_components.c.method, trade_components.c.amount).where(
+        trade_components.c.trade_no == t["trade_no"], trade_components.c.attempt == attempt,
+        trade_components.c.status.in_((HELD, PENDING)))).all()
+    internal_held = {(m, a) for m, a in rows if m in MEMBER_ACCOUNT}
+    internal_wanted = {(x.method, x.amount) for x in parts or () if x.internal}
+    if internal_held != internal_wanted:
+        raise TradeNotPayable("another payment of this trade is in progress")
+
+
+def held_total(conn: Connection, trade_no: str, attempt: str) -> int:
+    """What the internal parts held for this channel attempt add to it."""
+    rows = conn.execute(select(trade_components.c.amount).where(
+        trade_components.c.trade_no == trade_no, trade_components.c.attempt == attempt,
+        trade_components.c.status == HELD)).scalars().all()
+    return sum(rows)
+
+
+def spend_held(conn: Connection, trade_no: str, attempt: str, now: datetime) -> None:
+    """The channel part succeeded: post every internal part held for this attempt."""
+    for c in conn.execute(select(trade_components).where(
+            trade_components.c.trade_no == trade_no, trade_components.c.attempt == attempt,
+            trade_components.c.status == HELD)).mappings().all():
+        ledger.post_hold(conn, c["hold_id"], description=f"trade {trade_no} paid", at=now)
+        conn.execute(update(trade_components).where(
+            trade_components.c.trade_no == trade_no, trade_components.c.attempt == c["attempt"],
+            trade_components.c.method == c["method"], trade_components.c.status == HELD).values(
+            status=PAID, updated_at=now))
+
+
+def release_attempt(conn: Connection, trade_no: str, attempt: str, now: datetime) -> int:
+    """One channel attempt failed or closed: its held parts go back. Returns how many rows."""
+    return release_held(conn, trade_no, now, attempt=attempt)
+
+
+def release_held(conn: Connection, trade_no: str, now: datetime, *, attempt: str | None = None) -> int:
+    """The channel part failed or the trade closed: give the held parts back. Returns how many."""
+    q = select(trade_components).where(trade_components.c.trade_no == trade_no,
+                                       trade_components.c.status.in_((HELD, PENDING)))
+    if attempt is not None:
+        q = q.where(trade_components.c.attempt == attempt)
+    rows = conn.execute(q).mappings().all()
+    for c in rows:
+        if c["hold_id"]:
+            ledger.void_hold(conn, c["hold_id"], at=now)
+        conn.execute(update(trade_components).where(
+            trade_components.c.trade_no == trade_no, trade_components.c.attempt == c["attempt"],
+            trade_components.c.method == c["method"], trade_components.c.status == c["status"]).values(
+            status=RELEASED, updated_at=now))
+    return len(rows)
