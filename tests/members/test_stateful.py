@@ -1,7 +1,8 @@
 """A Hypothesis state machine over the member services: top-ups (paid, paid twice, abandoned and
-paid late), transfers (and their replays), coins grants, withdrawals that the bank pays, refuses,
-or answers only to a query. After every step the books balance, nothing constrained is negative,
-and every member's accounts equal a plain model.
+paid late), transfers (and their replays), coins grants, trades paid with every own method and
+combination (balance, credit, coins + balance, coins + channel that succeeds or fails, channel
+alone), withdrawals that the bank pays, refuses, or answers only to a query. After every step the
+books balance, nothing constrained is negative, and every member's accounts equal a plain model.
 
 Service layer only: a Platform from `assemble(..., with_api=False)` on SQLite with a FakeClock,
 a scripted channel in place of the sandbox (no HTTP), and the payout executor driven by hand."""
@@ -21,7 +22,7 @@ from piaohao.channels.base import Outcome, PaymentResult
 from piaohao.clock import FakeClock
 from piaohao.domain import trades as trade_states
 from piaohao.errors import InsufficientBalance
-from piaohao.services import members, passwords, payments, topups, transfers, withdrawals
+from piaohao.services import cashier, members, passwords, payments, topups, trades, transfers, withdrawals
 from piaohao.services.merchants import create_merchant
 from piaohao.services.payouts import BankAccount, get_disbursement
 from piaohao.services.trades import close_pending_trade
@@ -37,6 +38,10 @@ class Figures:
     available: int = 0
     frozen: int = 0
     coins: int = 0
+    credit_used: int = 0
+
+
+CREDIT_LIMIT = 4000
 
 
 @dataclass
@@ -61,6 +66,8 @@ class MemberMachine(RuleBasedStateMachine):
         self.ids = [members.create_member(p, self.merchant, members.NewMember(f"u{i}", f"M{i}", PASSWORD))[0]
                     ["member_id"] for i in range(3)]
         self.model = [Figures() for _ in self.ids]
+        for member_id in self.ids:
+            members.set_credit_limit(p, self.merchant, member_id, CREDIT_LIMIT)
         self.withdrawals: dict[str, Pending] = {}
         self.transfer_keys: list[tuple[transfers.NewTransfer, dict]] = []
         self.n = 0
@@ -132,6 +139,54 @@ class MemberMachine(RuleBasedStateMachine):
         members.grant_coins(self.p, self.merchant, self.ids[who], members.NewCoinGrant(self._key("C"), amount))
         self.model[who].coins += amount
 
+    @rule(who=people, amount=st.integers(2, 3000),
+          how=st.sampled_from(["balance", "credit", "coins+balance", "coins+sandbox", "coins+sandbox-fails",
+                               "sandbox"]))
+    def pay_a_trade(self, who, amount, how):
+        trade, _ = trades.create_trade(self.p, self.merchant, self.app, trades.NewTrade(
+            self._key("P"), amount, "CNY", "socks", order_timeout_s=3600, member_id=self.ids[who]))
+        token = trade["pay_url"].rsplit("/", 1)[1]
+        m = self.model[who]
+        coins = min(m.coins, amount * 50 // 100)  # the default cap: half the trade
+        if how.startswith("coins") and coins == 0:
+            how = how.split("+")[1].replace("-fails", "")
+        if how.startswith("coins"):
+            rest = how.split("+")[1].replace("-fails", "")
+            kwargs = {"method": None, "components": [("coins", coins), (rest, None)]}
+        else:
+            kwargs = {"method": how, "components": None}
+        short = {"balance": m.available < amount, "credit": CREDIT_LIMIT - m.credit_used < amount,
+                 "coins+balance": m.available < amount - coins}.get(how, False)
+        try:
+            answer = cashier.pay(self.p, token, payment_password=PASSWORD, **kwargs)
+        except InsufficientBalance:
+            assert short, (how, m, amount)
+            return
+        assert not short, (how, m, amount)
+        if "sandbox" in how:
+            channel_amount = amount - (coins if how.startswith("coins") else 0)
+            outcome = Outcome.FAILED if how.endswith("fails") else Outcome.SUCCEEDED
+            effect = payments.apply_channel_result(self.p, answer["payment_no"], PaymentResult(
+                outcome, channel_txn_no="T" + answer["payment_no"], amount=channel_amount, currency="CNY"),
+                source="notify")
+            if outcome == Outcome.FAILED:
+                assert effect == "failed"
+                assert trades.get_trade(self.p, self.merchant, trade_no=trade["trade_no"])["status"] == "pending"
+                return
+            assert effect == "succeeded"
+        paid = trades.get_trade(self.p, self.merchant, trade_no=trade["trade_no"])
+        assert paid["status"] == "succeeded"
+        assert sum(c["amount"] for c in paid["components"]) == amount
+        if how == "balance":
+            m.available -= amount
+        elif how == "credit":
+            m.credit_used += amount
+        elif how == "coins+balance":
+            m.coins -= coins
+            m.available -= amount - coins
+        elif how == "coins+sandbox":
+            m.coins -= coins
+
     @rule(who=people, amount=amounts, outcome=st.sampled_from(["paid", "refused", "timeout"]))
     def withdraw(self, who, amount, outcome):
         account = BankAccount("ICBC", "622202020011223" + SUFFIX[outcome], "Li Lei")
@@ -175,6 +230,8 @@ class MemberMachine(RuleBasedStateMachine):
             got = members.get_member(self.p, self.merchant, member_id=member_id)["accounts"]
             assert got["balance"] == {"available": want.available, "frozen": want.frozen}, (member_id, got, want)
             assert got["coins"] == {"available": want.coins, "held": 0}
+            assert got["credit"] == {"limit": CREDIT_LIMIT, "used": want.credit_used,
+                                     "available": CREDIT_LIMIT - want.credit_used}
             assert min(want.available, want.frozen, want.coins) >= 0
 
 
@@ -201,3 +258,15 @@ def test_member_services_keep_the_books_and_match_the_model(service_platform):
         lambda: MemberMachine(p, executor, channel),
         settings=settings(max_examples=30, stateful_step_count=20, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]))
+
+
+def test_every_payment_method_moves_what_the_model_says(service_platform):
+    """The payment rule driven directly once per method, so a broken branch cannot hide from the search."""
+    p, channel = service_platform
+    machine = MemberMachine(p, PayoutExecutor(p, batch_size=500), channel)
+    machine.top_up(0, 5000, 1)
+    machine.grant(0, 1000)
+    for how in ("balance", "credit", "coins+balance", "coins+sandbox", "coins+sandbox-fails", "sandbox"):
+        machine.pay_a_trade(0, 1000, how)
+        machine.books_match_the_model()
+    assert machine.model[0].coins < 1000 and machine.model[0].credit_used == 1000
