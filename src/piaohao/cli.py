@@ -332,13 +332,21 @@ def _instant(value: str | None) -> datetime | None:
 @settlement_app.command("run")
 def settlement_run(as_of: str | None = typer.Option(None, "--as-of", help="RFC 3339; default now"),
                    as_json: bool = typer.Option(False, "--json")):
-    """Settle now every order whose settlement period has run out as of --as-of."""
+    """Settle now every order whose settlement period has run out as of --as-of, then create the
+    payouts of the sub-merchants whose payout cycle (payout_every_days) is due."""
+    from piaohao.bootstrap import assemble
+    from piaohao.clearing.payout_cycles import run_payout_cycles
     from piaohao.services.settlement import run
 
+    when = _instant(as_of)
+    assembly = assemble(_settings(), with_api=False)  # the cycles' payouts need the payout channel
     try:
-        summary = run(_platform(), _instant(as_of))
+        summary = run(assembly.platform, when)
+        summary["payout_cycles"] = run_payout_cycles(assembly.platform, when)
     except PiaohaoError as e:
         _fail(e)
+    finally:
+        assembly.close()
     _print(summary, as_json)
 
 
