@@ -200,8 +200,12 @@ def alerts_list(all_: bool = typer.Option(False, "--all", help="resolved ones to
 # --- serve ----------------------------------------------------------------------------------------
 @app.command("serve")
 def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port"),
-          workers: bool = typer.Option(True, "--workers/--no-workers", help="run the workers in this process")):
-    """Run the API, its workers and the built-in sandbox channel in one process (migrating first)."""
+          workers: bool = typer.Option(True, "--workers/--no-workers", help="run the workers in this process"),
+          processes: int = typer.Option(1, "--processes", min=1, max=32,
+                                        help="API processes sharing the port (each runs workers unless --no-workers)")):
+    """Run the API, its workers and the built-in sandbox channel (migrating first)."""
+    import os
+
     import uvicorn
 
     from piaohao.bootstrap import assemble
@@ -212,6 +216,15 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
         public_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         settings = settings.with_(base_url=f"http://{public_host}:{port}")
     configure(settings.log_level)
+    if processes > 1:
+        from piaohao.bootstrap import open_database
+
+        open_database(settings, migrate_now=True).dispose()
+        os.environ["PIAOHAO_BASE_URL"] = settings.base_url
+        os.environ["PIAOHAO_SERVE_WORKERS"] = "1" if workers else "0"
+        uvicorn.run("piaohao.asgi:create", factory=True, host=host, port=port, workers=processes,
+                    log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+        return
     assembly = assemble(settings, migrate_now=True)
     assembly.start_channel_simulators()
     if workers:
