@@ -1,0 +1,56 @@
+"""`piaohao serve --processes 2`: several API processes on one port, one database."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import httpx
+
+from tests.support.merchant import MerchantClient, Receiver, wait_until
+from tests.support.servers import free_port
+
+
+def test_two_api_processes_take_payments_end_to_end(database_url, tmp_path):
+    exe = shutil.which("piaohao") or os.path.join(os.path.dirname(sys.executable), "piaohao")
+    port = free_port()
+    env = dict(os.environ, PIAOHAO_DATABASE_URL=database_url, PIAOHAO_RATE_LIMIT_PER_S="0",
+               PIAOHAO_SANDBOX_DATABASE_URL=f"sqlite:///{tmp_path}/sandbox.db", PIAOHAO_NOTIFY_RETRY_S="0.2,0.2",
+               PIAOHAO_WORKER_POLL_S="0.05", PIAOHAO_LOG_LEVEL="WARNING")
+    env.pop("PIAOHAO_BASE_URL", None)
+    subprocess.run([exe, "db", "upgrade"], env=env, cwd=tmp_path, check=True, capture_output=True)
+    creds = json.loads(subprocess.run([exe, "merchants", "create", "--name", "Multi", "--json"], env=env,
+                                      cwd=tmp_path, check=True, capture_output=True, text=True).stdout)
+    server = subprocess.Popen([exe, "serve", "--port", str(port), "--processes", "2"], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    receiver = Receiver()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert wait_until(lambda: _up(base + "/healthz"), timeout_s=60)
+        m = MerchantClient(base, creds["app_id"], creds["app_secret"])
+        trades = [m.call("POST", "/v1/trades", {"out_trade_no": f"P{i}", "amount": 100 + i, "subject": "x",
+                                                "order_timeout_s": 600, "notify_url": receiver.url}).json()
+                  for i in range(6)]
+        for t in trades:
+            redirect = httpx.post(t["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30).json()["redirect_url"]
+            assert httpx.post(redirect + "/succeed", timeout=30).status_code < 300
+        assert wait_until(lambda: len({e["data"]["trade_no"] for e in receiver.events("trade.succeeded")}) == 6,
+                          timeout_s=60)
+        wait_until(lambda: False, timeout_s=1)
+        assert len(receiver.events("trade.succeeded")) == 6  # two processes' workers, still one event each
+        check = subprocess.run([exe, "ledger", "check"], env=env, cwd=tmp_path, capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        receiver.close()
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
