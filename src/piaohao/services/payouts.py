@@ -58,8 +58,6 @@ NUMBER_OF = {WITHDRAWAL: "withdrawal_no", PAYOUT: "payout_no"}
 _d = disbursements.c
 
 
-
-
 @dataclass(frozen=True)
 class BankAccount:
     bank: str

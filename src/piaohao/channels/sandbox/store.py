@@ -18,7 +18,6 @@ import structlog
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     Float,
     Index,
     Integer,
@@ -26,7 +25,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     insert,
     select,
@@ -34,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from piaohao.adapters.db import Database
+from piaohao.adapters.schema import UTCDateTime
 
 from . import rsa
 
@@ -45,26 +44,8 @@ ID_LEN_MAX = 40
 KEY_LEN_MAX = 64
 
 
-class _UTC(TypeDecorator):
-    """Stores UTC instants and always returns aware UTC datetimes (SQLite keeps no offset)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _ts(name: str, nullable: bool = True) -> Column:
-    return Column(name, _UTC(), nullable=nullable)
+    return Column(name, UTCDateTime(), nullable=nullable)
 
 
 @dataclass(frozen=True)
