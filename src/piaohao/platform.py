@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from piaohao.adapters.db import Database
-from piaohao.channels.base import Channel
+from piaohao.channels.spi import Channel
 from piaohao.clock import Clock
 from piaohao.errors import MethodNotAvailable
 from piaohao.settings import Settings

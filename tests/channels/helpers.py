@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from piaohao.channels.base import CreatePayment, Outcome, PaymentResult
 from piaohao.channels.sandbox import SandboxChannel
+from piaohao.channels.spi import CreatePayment, Outcome, PaymentResult
 
 
 def key(prefix: str = "o") -> str:

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from piaohao.channels.base import Outcome, RefundRequest
 from piaohao.channels.sandbox import ChannelUnavailable
+from piaohao.channels.spi import Outcome, RefundRequest
 
 from .helpers import create_payment, key, paid_payment
 

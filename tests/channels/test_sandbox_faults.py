@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from piaohao.channels.base import Outcome
+from piaohao.channels.spi import Outcome
 
 from .helpers import create_payment, key
 
@@ -73,7 +73,7 @@ def test_a_per_payment_fault_leaves_other_payments_alone(channel, sandbox):
 
 
 def test_refund_query_faults_match_the_refunds_payment(channel, sandbox):
-    from piaohao.channels.base import RefundRequest
+    from piaohao.channels.spi import RefundRequest
 
     from .helpers import paid_payment
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from piaohao.channels.base import Outcome, PayoutRequest, RefundRequest
+from piaohao.channels.spi import Outcome, PayoutRequest, RefundRequest
 
 from .helpers import create_payment, key, paid_payment
 

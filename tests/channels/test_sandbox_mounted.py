@@ -7,8 +7,8 @@ from datetime import date
 import httpx
 from fastapi import FastAPI
 
-from piaohao.channels.base import Outcome
 from piaohao.channels.sandbox import SandboxChannel, SandboxStore, create_sandbox_app, onboard
+from piaohao.channels.spi import Outcome
 from tests.support.servers import free_port, serving
 
 from .helpers import create_payment

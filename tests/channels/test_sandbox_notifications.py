@@ -9,7 +9,7 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from piaohao.channels.base import NotificationRejected, Outcome
+from piaohao.channels.spi import NotificationRejected, Outcome
 
 from .helpers import buyer, create_payment, paid_payment
 

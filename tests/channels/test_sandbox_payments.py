@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import orjson
 
-from piaohao.channels.base import Outcome
 from piaohao.channels.sandbox import SandboxChannel, onboard_remote, rsa
 from piaohao.channels.sandbox.wire import response_canonical
+from piaohao.channels.spi import Outcome
 
 from .helpers import buyer, create_payment, key, paid_payment, signed_request
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from piaohao.channels.base import Outcome, PaymentResult, PayoutResult
+from piaohao.channels.spi import Outcome, PaymentResult, PayoutResult
 
 SUFFIX = {"paid": "0001", "refused": "0002", "timeout": "0003", "silent": "0009"}
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from piaohao import ledger
 from piaohao.adapters.schema_members import disbursements
 from piaohao.alerts import list_alerts
-from piaohao.channels.base import Outcome, PayoutResult
+from piaohao.channels.spi import Outcome, PayoutResult
 from piaohao.clock import FakeClock
 from piaohao.services import members, passwords, payouts, withdrawals
 from piaohao.services.merchants import create_merchant

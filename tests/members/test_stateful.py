@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from piaohao import ledger
-from piaohao.channels.base import Outcome, PaymentResult
+from piaohao.channels.spi import Outcome, PaymentResult
 from piaohao.clock import FakeClock
 from piaohao.domain import trades as trade_states
 from piaohao.errors import InsufficientBalance

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from piaohao import ledger
 from piaohao.adapters.schema_refunds import refunds
-from piaohao.channels.base import Outcome, RefundResult
+from piaohao.channels.spi import Outcome, RefundResult
 from piaohao.ledger.schema import ledger_entries
 from piaohao.services import refund_results as svc
 from piaohao.workers.refunds import execute_refund

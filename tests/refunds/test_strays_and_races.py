@@ -13,7 +13,7 @@ from sqlalchemy import select
 from piaohao import ledger
 from piaohao.adapters.schema import payments, trades
 from piaohao.adapters.schema_refunds import refunds
-from piaohao.channels.base import Outcome, PaymentResult
+from piaohao.channels.spi import Outcome, PaymentResult
 from piaohao.domain import refunds as rs
 from piaohao.ledger import chart
 from piaohao.services.payments import apply_channel_result

@@ -1,1 +1,1 @@
-"""Payment channels: each lives in its own folder behind `channels.base.Channel`."""
+"""Payment channels: each lives in its own folder behind `channels.spi.Channel`."""

@@ -8,7 +8,7 @@ from sqlalchemy import insert
 
 from piaohao.adapters.schema import channel_notifications
 from piaohao.alerts import WARNING, raise_alert
-from piaohao.channels.base import NotificationAck, NotificationRejected, Outcome, PaymentResult, RefundResult
+from piaohao.channels.spi import NotificationAck, NotificationRejected, Outcome, PaymentResult, RefundResult
 from piaohao.platform import Platform
 from piaohao.services.payments import apply_channel_result, schedule_query_now
 from piaohao.services.refund_results import apply_refund_notification

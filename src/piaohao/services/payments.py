@@ -19,7 +19,7 @@ from piaohao import clearing as settlement_clearing
 from piaohao import ledger
 from piaohao.adapters.schema import payments, trade_components, trades
 from piaohao.alerts import raise_alert
-from piaohao.channels.base import CreatePayment, Outcome, PaymentResult
+from piaohao.channels.spi import CreatePayment, Outcome, PaymentResult
 from piaohao.domain import payments as pay_states
 from piaohao.domain import trades as trade_states
 from piaohao.domain.payments import PAYMENT_STATES

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, select, update
 from piaohao import ledger
 from piaohao.adapters.schema_members import disbursements
 from piaohao.alerts import raise_alert
-from piaohao.channels.base import Outcome, PayoutResult
+from piaohao.channels.spi import Outcome, PayoutResult
 from piaohao.clearing.errors import SubMerchantNotFound  # noqa: F401  (importable from here)
 from piaohao.clock import rfc3339
 from piaohao.domain.business import DISBURSEMENT_STATES, PAYOUT, PROCESSING, WITHDRAWAL

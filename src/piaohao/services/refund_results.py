@@ -18,7 +18,7 @@ from piaohao import ledger
 from piaohao.adapters.schema import trade_components, trades
 from piaohao.adapters.schema_refunds import refunds
 from piaohao.alerts import WARNING, raise_alert
-from piaohao.channels.base import Outcome, RefundResult
+from piaohao.channels.spi import Outcome, RefundResult
 from piaohao.domain import refunds as rs
 from piaohao.domain import trades as trade_states
 from piaohao.domain.refunds import REFUND_STATES, Draw
@@ -246,10 +246,10 @@ def apply_refund_notification(p: Platform, refund_no: str, result: RefundResult)
     effect = apply_refund_result(p, refund_no, result, source="notify")
     if effect in ("succeeded", "late_succeeded", "late_to_suspense") and not result.channel_refund_no:
         with p.db.read() as conn:
-            r = conn.execute(select(refunds.c.channel, refunds.c.channel_refund_no).where(
+            r = conn.execute(select(refunds.c.channel, refunds.c.channel_refund_no, refunds.c.payment_no).where(
                 refunds.c.refund_no == refund_no)).first()
         if r is not None and r.channel and not r.channel_refund_no:
-            answer = p.channel(r.channel).query_refund(refund_no)
+            answer = p.channel(r.channel).query_refund(refund_no, r.payment_no or "")
             if answer.outcome == Outcome.SUCCEEDED and answer.channel_refund_no:
                 p.db.write(lambda conn: conn.execute(update(refunds).where(
                     refunds.c.refund_no == refund_no, refunds.c.channel_refund_no.is_(None)).values(

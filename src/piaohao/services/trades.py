@@ -13,7 +13,7 @@ from sqlalchemy import Connection, select, update
 
 from piaohao import clearing
 from piaohao.adapters.schema import payments, trades
-from piaohao.channels.base import Outcome
+from piaohao.channels.spi import Outcome
 from piaohao.clock import to_utc
 from piaohao.domain import payments as pay_states
 from piaohao.domain import trades as trade_states

@@ -22,7 +22,7 @@ import structlog
 from sqlalchemy import Connection, or_, select, update
 
 from piaohao.adapters.schema_refunds import refunds
-from piaohao.channels.base import Outcome, RefundRequest, RefundResult
+from piaohao.channels.spi import Outcome, RefundRequest, RefundResult
 from piaohao.domain import refunds as rs
 from piaohao.domain.refunds import RefundPolicy
 from piaohao.platform import Platform
@@ -80,7 +80,7 @@ def _try(p: Platform, r: dict, policy: RefundPolicy) -> str:
     refund_no = r["refund_no"]
     channel = p.channel(r["channel"])
     if r["channel_calls"] > 0:
-        answer = channel.query_refund(refund_no)
+        answer = channel.query_refund(refund_no, r["payment_no"] or "")
         if answer.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
             return svc.apply_refund_result(p, refund_no, answer, source="query")
         if answer.outcome != Outcome.NOT_FOUND:

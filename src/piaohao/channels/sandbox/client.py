@@ -20,7 +20,7 @@ import httpx
 import orjson
 import structlog
 
-from piaohao.channels.base import (
+from piaohao.channels.spi import (
     BillRow,
     ChannelNotification,
     CreatePayment,
@@ -223,7 +223,7 @@ class SandboxChannel:
             return RefundResult(Outcome.UNKNOWN, error=answer.error)
         return RefundResult(Outcome.FAILED, error=answer.error)
 
-    def query_refund(self, refund_no: str) -> RefundResult:
+    def query_refund(self, refund_no: str, payment_no: str = "") -> RefundResult:
         try:
             answer = self._call("POST", "/api/refund/query", {"out_refund_no": refund_no})
         except _Trouble as e:

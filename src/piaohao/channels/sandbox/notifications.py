@@ -13,7 +13,7 @@ from datetime import datetime
 
 import orjson
 
-from piaohao.channels.base import ChannelNotification, NotificationRejected, Outcome
+from piaohao.channels.spi import ChannelNotification, NotificationRejected, Outcome
 
 from . import rsa
 from .wire import HEADER_SIGNATURE, HEADER_TIMESTAMP, response_canonical

@@ -11,6 +11,7 @@ number comes back as `channel_txn_no`. Likewise `refund_no` / `channel_refund_no
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -26,6 +27,45 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"  # timeout, error, unreadable answer: outcome not known
 
 
+class NextActionType(StrEnum):
+    REDIRECT = "redirect"  # send the buyer's browser to `url` (GET)
+    QR_CODE = "qr_code"  # show `code_url` as a QR code for the buyer's phone
+    JSAPI = "jsapi"  # hand `params` to the in-app JS bridge (WeChat JSAPI)
+    FORM = "form"  # POST `params` to `url` from the buyer's browser
+
+
+@dataclass(frozen=True)
+class NextAction:
+    """What the buyer's side must do to pay, in the channel's own terms."""
+
+    type: NextActionType
+    url: str | None = None
+    code_url: str | None = None
+    params: Mapping[str, str] | None = None
+
+    def as_dict(self) -> dict:
+        out: dict = {"type": str(self.type)}
+        if self.url is not None:
+            out["url"] = self.url
+        if self.code_url is not None:
+            out["code_url"] = self.code_url
+        if self.params is not None:
+            out["params"] = dict(self.params)
+        return out
+
+
+@dataclass(frozen=True)
+class Product:
+    """One way to pay that a channel offers (`alipay.page`, `wechatpay.native`, `sandbox`...).
+
+    `amount_max_minor` is the channel's own per-payment cap (None: no cap we know of)."""
+
+    name: str
+    currencies: frozenset[str] = frozenset({"CNY"})
+    amount_max_minor: int | None = None
+    needs_openid: bool = False
+
+
 @dataclass(frozen=True)
 class CreatePayment:
     payment_no: str
@@ -35,12 +75,16 @@ class CreatePayment:
     expires_at: datetime
     notify_url: str
     return_url: str | None = None
+    product: str = ""  # one of the channel's `products`; empty: its default
+    openid: str | None = None  # WeChat JSAPI: the payer's openid under our appid
+    client_ip: str | None = None  # the buyer's IP, which some products require (WeChat H5)
 
 
 @dataclass(frozen=True)
 class PaymentResult:
     outcome: Outcome
     redirect_url: str | None = None
+    next_action: NextAction | None = None
     channel_txn_no: str | None = None
     amount: int | None = None
     currency: str | None = None
@@ -56,6 +100,7 @@ class RefundRequest:
     currency: str
     reason: str | None = None
     notify_url: str | None = None
+    payment_amount: int | None = None  # the original payment's amount (WeChat Pay requires it)
 
 
 @dataclass(frozen=True)
@@ -96,6 +141,8 @@ class BillRow:
     amount: int
     currency: str
     finished_at: datetime
+    fee: int = 0  # the channel's fee on this row, minor units (refund rows: fee returned, negative)
+    channel_refund_no: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +185,7 @@ class Channel(Protocol):
     trouble: they return `Outcome.UNKNOWN` with `error` instead."""
 
     name: str
+    products: tuple[Product, ...]
 
     def create_payment(self, req: CreatePayment) -> PaymentResult:
         """Start a payment; PENDING with `redirect_url` on success. Idempotent on `payment_no`."""
@@ -151,18 +199,23 @@ class Channel(Protocol):
     def refund(self, req: RefundRequest) -> RefundResult:
         """Ask for a refund; idempotent on `refund_no`."""
 
-    def query_refund(self, refund_no: str) -> RefundResult: ...
+    def query_refund(self, refund_no: str, payment_no: str) -> RefundResult:
+        """The channel's record of a refund (some channels key refunds by their payment too)."""
 
-    def payout(self, req: PayoutRequest) -> PayoutResult:
-        """Pay money out to a bank account; idempotent on `payout_no`."""
-
-    def query_payout(self, payout_no: str) -> PayoutResult: ...
-
-    def download_bill(self, bill_date: date) -> list[BillRow]:
-        """The channel's daily bill for one business day."""
+    def download_bill(self, bill_date: date) -> Iterable[BillRow]:
+        """The channel's daily bill for one business day, row by row (bills can be large)."""
 
     def verify_notification(self, headers: dict[str, str], body: bytes) -> ChannelNotification:
         """Check the signature on the raw bytes before parsing anything; raise NotificationRejected."""
 
     def ack(self, accepted: bool) -> NotificationAck:
         """The answer the channel expects for a notification we processed (or refused)."""
+
+
+class PayoutChannel(Channel, Protocol):
+    """A channel that can also pay money out to bank accounts."""
+
+    def payout(self, req: PayoutRequest) -> PayoutResult:
+        """Pay money out to a bank account; idempotent on `payout_no`."""
+
+    def query_payout(self, payout_no: str) -> PayoutResult: ...
