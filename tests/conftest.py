@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import create_engine, text
 
-from piaohao.settings import Settings
+from piaohao.kernel.settings import Settings
 from tests.support.merchant import MerchantClient, Receiver
 from tests.support.servers import ThreadedServer, free_port
 

@@ -72,11 +72,11 @@ def main() -> int:
     from piaohao.adapters.db import Database
     from piaohao.adapters.migrate import upgrade
     from piaohao.clearing.batches import run_due
-    from piaohao.clock import SystemClock
+    from piaohao.kernel.clock import SystemClock
+    from piaohao.kernel.settings import Settings
     from piaohao.ledger import chart
     from piaohao.platform import Platform
     from piaohao.services.merchants import create_merchant
-    from piaohao.settings import Settings
 
     name = "piaohao_bench_" + secrets.token_hex(4)
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")

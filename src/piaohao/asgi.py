@@ -15,8 +15,8 @@ def create():
     from contextlib import asynccontextmanager
 
     from piaohao.bootstrap import assemble
-    from piaohao.logs import configure
-    from piaohao.settings import Settings
+    from piaohao.kernel.logs import configure
+    from piaohao.kernel.settings import Settings
 
     settings = Settings.from_env()
     configure(settings.log_level)

@@ -12,10 +12,10 @@ from piaohao.adapters import migrate
 from piaohao.adapters.db import Database
 from piaohao.api.app import create_app
 from piaohao.api.gateway import purge_nonces
-from piaohao.clock import Clock, SystemClock
+from piaohao.kernel.clock import Clock, SystemClock
+from piaohao.kernel.settings import Settings
 from piaohao.platform import Platform
 from piaohao.services.payments import query_due_payments
-from piaohao.settings import Settings
 from piaohao.workers.dispatcher import OutboxDispatcher
 from piaohao.workers.expiry import ExpiryWorker
 from piaohao.workers.payouts import PayoutExecutor

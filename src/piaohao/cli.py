@@ -8,9 +8,9 @@ from datetime import datetime
 
 import typer
 
-from piaohao.clock import SystemClock
-from piaohao.errors import PiaohaoError
-from piaohao.settings import Settings, SettingsError
+from piaohao.kernel.clock import SystemClock
+from piaohao.kernel.errors import PiaohaoError
+from piaohao.kernel.settings import Settings, SettingsError
 
 app = typer.Typer(help="piaohao: an aggregated payment platform.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -209,7 +209,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
     import uvicorn
 
     from piaohao.bootstrap import assemble
-    from piaohao.logs import configure
+    from piaohao.kernel.logs import configure
 
     settings = _settings()
     if not settings.base_url:
@@ -243,7 +243,7 @@ def worker():
     import threading
 
     from piaohao.bootstrap import assemble
-    from piaohao.logs import configure
+    from piaohao.kernel.logs import configure
 
     settings = _settings()
     configure(settings.log_level)
@@ -266,7 +266,7 @@ def sandbox_serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = t
     """Run the sandbox channel on its own, so the platform talks to it over real HTTP
     (point the platform at it with PIAOHAO_SANDBOX_URL=http://HOST:PORT)."""
     from piaohao.channels.sandbox import serve_standalone
-    from piaohao.logs import configure
+    from piaohao.kernel.logs import configure
 
     configure(_settings().log_level)
     serve_standalone(host, port, database_url)

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 from piaohao.adapters.db import Database
 from piaohao.channels.spi import Channel
-from piaohao.clock import Clock
-from piaohao.errors import MethodNotAvailable
-from piaohao.settings import Settings
+from piaohao.kernel.clock import Clock
+from piaohao.kernel.errors import MethodNotAvailable
+from piaohao.kernel.settings import Settings
 
 
 @dataclass

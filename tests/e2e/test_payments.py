@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from piaohao.adapters.schema import alerts, outbox_events, payments
-from piaohao.signing import sign
+from piaohao.kernel.signing import sign
 from tests.api.test_gateway import trade_body
 from tests.support.merchant import Receiver, wait_until
 

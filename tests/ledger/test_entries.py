@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from piaohao.ledger import (
     AccountNotFound,
     EntryKey,
-    IdempotencyConflict,
+    EntryKeyConflict,
     InvalidLeg,
     Leg,
     NewEntry,
@@ -91,7 +91,7 @@ def test_idempotent_replay_returns_original_and_changes_nothing(db, make_account
 def test_replay_with_different_legs_refused(db, make_account):
     a, b = make_account("a", side="debit"), make_account("b")
     db.write(lambda c: transfer(c, ("payment", "p1", "collect"), a.account_id, b.account_id, 250))
-    with pytest.raises(IdempotencyConflict):
+    with pytest.raises(EntryKeyConflict):
         db.write(lambda c: transfer(c, ("payment", "p1", "collect"), a.account_id, b.account_id, 251))
     with db.read() as c:
         assert balance(c, b.account_id).posted == 250
@@ -120,7 +120,7 @@ def test_batch_is_all_or_nothing(db, make_account):
     with pytest.raises(InsufficientFunds):
         db.write(lambda c: post_entries(c, [ok, bad]))
     dup = NewEntry(EntryKey("batch", "1", "x"), [debit(a.account_id, 6), credit(b.account_id, 6)])
-    with pytest.raises(IdempotencyConflict):
+    with pytest.raises(EntryKeyConflict):
         db.write(lambda c: post_entries(c, [ok, dup]))
     assert _count(db, ledger_entries) == 0
 

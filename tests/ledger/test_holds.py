@@ -8,9 +8,9 @@ import pytest
 
 from piaohao.ledger import (
     Balance,
+    EntryKeyConflict,
     HoldNotFound,
     HoldNotPending,
-    IdempotencyConflict,
     InsufficientFunds,
     balance,
     check,
@@ -66,7 +66,7 @@ def test_post_hold_and_idempotency(db, wallet):
     member, clearing = wallet
     hold = _hold(db, member, clearing, 600, "w1")
     assert _hold(db, member, clearing, 600, "w1").hold_id == hold.hold_id  # replayed reserve
-    with pytest.raises(IdempotencyConflict):
+    with pytest.raises(EntryKeyConflict):
         _hold(db, member, clearing, 601, "w1")
     entry = db.write(lambda c: post_hold(c, hold.hold_id))
     again = db.write(lambda c: post_hold(c, hold.hold_id))

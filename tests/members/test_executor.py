@@ -13,11 +13,11 @@ from piaohao import ledger
 from piaohao.adapters.schema_members import disbursements
 from piaohao.alerts import list_alerts
 from piaohao.channels.spi import Outcome, PayoutResult
-from piaohao.clock import FakeClock
+from piaohao.kernel.clock import FakeClock
+from piaohao.kernel.settings import Settings
 from piaohao.services import members, passwords, payouts, withdrawals
 from piaohao.services.merchants import create_merchant
 from piaohao.services.payouts import BankAccount, apply_payout_result
-from piaohao.settings import Settings
 from piaohao.workers.payouts import PayoutExecutor
 from tests.members.conftest import PASSWORD, fund_member
 from tests.members.scripted import SUFFIX, ScriptedChannel

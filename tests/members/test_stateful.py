@@ -19,14 +19,14 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from piaohao import ledger
 from piaohao.channels.spi import Outcome, PaymentResult
-from piaohao.clock import FakeClock
 from piaohao.domain import trades as trade_states
-from piaohao.errors import InsufficientBalance
+from piaohao.kernel.clock import FakeClock
+from piaohao.kernel.errors import InsufficientBalance
+from piaohao.kernel.settings import Settings
 from piaohao.services import cashier, members, passwords, payments, topups, trades, transfers, withdrawals
 from piaohao.services.merchants import create_merchant
 from piaohao.services.payouts import BankAccount, get_disbursement
 from piaohao.services.trades import close_pending_trade
-from piaohao.settings import Settings
 from piaohao.workers.payouts import PayoutExecutor
 from tests.members.scripted import SUFFIX, ScriptedChannel
 

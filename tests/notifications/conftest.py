@@ -26,9 +26,9 @@ from starlette.routing import Route
 from piaohao.adapters.db import Database, normalise_url
 from piaohao.adapters.migrate import upgrade
 from piaohao.adapters.schema import apps, merchants
-from piaohao.clock import FakeClock
-from piaohao.ids import new_id, new_secret
-from piaohao.settings import Settings
+from piaohao.kernel.clock import FakeClock
+from piaohao.kernel.ids import new_id, new_secret
+from piaohao.kernel.settings import Settings
 from piaohao.workers.dispatcher import OutboxDispatcher
 from tests.conftest import BACKENDS, PG_ADMIN_URL, PG_AVAILABLE
 from tests.support.servers import ThreadedServer

@@ -12,11 +12,11 @@ import orjson
 import pytest
 from sqlalchemy import func, insert, select, update
 
-from piaohao import signing
 from piaohao.adapters.db import Database
 from piaohao.adapters.schema import apps, merchants, outbox_events
-from piaohao.errors import EventNotFound
-from piaohao.ids import new_id, new_secret
+from piaohao.kernel import signing
+from piaohao.kernel.errors import EventNotFound
+from piaohao.kernel.ids import new_id, new_secret
 from piaohao.services import notifications as notif
 from tests.support.servers import free_port
 

@@ -17,7 +17,7 @@ from piaohao.domain.refunds import (
     allocate,
 )
 from piaohao.domain.states import IllegalTransition
-from piaohao.settings import Settings
+from piaohao.kernel.settings import Settings
 
 
 def comp(method: str, amount: int, refunded: int = 0, kind: str | None = None) -> Component:

@@ -14,7 +14,7 @@ from piaohao.adapters.schema_clearing import settlement_details, settlement_spli
 from piaohao.clearing import on_trade_paid
 from piaohao.clearing.batches import run_due, verify_batch
 from piaohao.clearing.fees import add_rule
-from piaohao.errors import PiaohaoError
+from piaohao.kernel.errors import PiaohaoError
 from piaohao.ledger import chart
 from piaohao.services import refunds as refund_svc
 from piaohao.services import settlement as settle_svc

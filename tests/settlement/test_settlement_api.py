@@ -9,7 +9,7 @@ from sqlalchemy import func, insert, select
 
 from piaohao.adapters.schema_clearing import receiver_counters, settlement_details, split_receivers
 from piaohao.clearing.batches import run_due
-from piaohao.clock import FakeClock
+from piaohao.kernel.clock import FakeClock
 from tests.settlement.helpers import (
     BANK,
     balances,

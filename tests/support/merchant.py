@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from piaohao.signing import sign
+from piaohao.kernel.signing import sign
 
 
 class MerchantClient:

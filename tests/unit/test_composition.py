@@ -1,13 +1,12 @@
 import pytest
 
 from piaohao.domain.composition import (
-    CoinsCapExceeded,
-    InvalidComposition,
     Part,
     check_coins_cap,
     coins_cap,
     compose,
 )
+from piaohao.kernel.errors import CoinsCapExceeded, InvalidComponents
 
 CH = {"sandbox"}
 
@@ -24,7 +23,7 @@ def test_last_part_takes_the_rest():
     [("coins", 500), ("sandbox", 1)], [("alipay", None)], [("sandbox", 10), ("sandbox2", None)],
 ])
 def test_bad_compositions_are_refused(parts):
-    with pytest.raises(InvalidComposition):
+    with pytest.raises(InvalidComponents):
         compose(2000, parts, {"sandbox", "sandbox2"})
 
 

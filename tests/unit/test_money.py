@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from piaohao.money import AMOUNT_MAX, allocate, is_valid_amount
+from piaohao.kernel.money import AMOUNT_MAX, allocate, is_valid_amount
 
 
 @pytest.mark.parametrize("value,ok", [(0, True), (1, True), (AMOUNT_MAX, True), (AMOUNT_MAX + 1, False),

@@ -23,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from piaohao.clock import to_utc
+from piaohao.kernel.clock import to_utc
 
 metadata = MetaData(
     naming_convention={

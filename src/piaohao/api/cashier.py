@@ -9,7 +9,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 
 from piaohao.api.deps import platform
 from piaohao.api.schemas import PayBody
-from piaohao.errors import InvalidComponents
+from piaohao.kernel.errors import InvalidComponents
 from piaohao.platform import Platform
 from piaohao.services import cashier
 

@@ -8,11 +8,33 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from piaohao.errors import PiaohaoError, RateLimited
+from piaohao.kernel import errors as e
 
 log = structlog.get_logger(__name__)
 
 _HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
+# The one place HTTP statuses are assigned: by class where API.md names one, else by category.
+_STATUS_BY_CLASS: dict[type[e.PiaohaoError], int] = {
+    e.IdempotencyConflict: 422,
+    e.PaymentPasswordLocked: 423,
+}
+_STATUS_BY_CATEGORY: tuple[tuple[type[e.PiaohaoError], int], ...] = (
+    (e.InvalidInput, 400), (e.Unauthenticated, 401), (e.Forbidden, 403), (e.NotFound, 404),
+    (e.Conflict, 409), (e.TooLarge, 413), (e.Locked, 423), (e.RateLimited, 429), (e.Unavailable, 503),
+    (e.InternalFault, 500),
+)
+
+
+def status_of(exc: e.PiaohaoError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in _STATUS_BY_CLASS:
+            return _STATUS_BY_CLASS[cls]
+    for category, status in _STATUS_BY_CATEGORY:
+        if isinstance(exc, category):
+            return status
+    return 400
 
 
 def request_id_of(request_or_scope) -> str:
@@ -30,17 +52,17 @@ def error_response(status: int, code: str, message: str, request_id: str, header
 
 def _describe(errors: list) -> str:
     parts = []
-    for e in errors[:5]:
-        where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
-        parts.append(f"{where or 'body'}: {e.get('msg', 'invalid')}")
+    for err in errors[:5]:
+        where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+        parts.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(PiaohaoError)
-    async def _domain(request: Request, exc: PiaohaoError):
-        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else None
-        return error_response(exc.status, exc.code, exc.message, request_id_of(request), headers)
+    @app.exception_handler(e.PiaohaoError)
+    async def _domain(request: Request, exc: e.PiaohaoError):
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, e.RateLimited) else None
+        return error_response(status_of(exc), exc.code, exc.message, request_id_of(request), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):

@@ -21,8 +21,8 @@ from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 
 from piaohao.adapters.schema import nonces
-from piaohao.api.errors import error_body
-from piaohao.errors import (
+from piaohao.api.errors import error_body, status_of
+from piaohao.kernel.errors import (
     InvalidSignature,
     NonceReused,
     PayloadTooLarge,
@@ -31,10 +31,10 @@ from piaohao.errors import (
     TimestampExpired,
     UnknownApp,
 )
+from piaohao.kernel.signing import verify
 from piaohao.platform import Platform
 from piaohao.ratelimit import RateLimiter
 from piaohao.services.merchants import AppAuth, load_app_auth
-from piaohao.signing import verify
 
 log = structlog.get_logger("piaohao.http")
 TIMESTAMP_WINDOW_S = 300
@@ -169,7 +169,7 @@ class GatewayMiddleware:
             auth = await anyio.to_thread.run_sync(self.auth.authenticate, scope["method"], path_qs, headers, body)
         except PiaohaoError as exc:
             extra = [(b"retry-after", str(exc.retry_after_s).encode())] if isinstance(exc, RateLimited) else []
-            return await _send_json(send, exc.status, error_body(exc.code, exc.message, state["request_id"]), extra)
+            return await _send_json(send, status_of(exc), error_body(exc.code, exc.message, state["request_id"]), extra)
         state["merchant_id"], state["app_id"] = auth.merchant_id, auth.app_id
         structlog.contextvars.bind_contextvars(merchant_id=auth.merchant_id)
         replayed = False

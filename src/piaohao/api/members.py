@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, Field, StrictInt, StrictStr
 
 from piaohao.api.deps import merchant_id, platform
 from piaohao.api.schemas import ErrorOut, MerchantKey, Strict
-from piaohao.money import AMOUNT_MAX, CURRENCY_EXPONENT
+from piaohao.kernel.money import AMOUNT_MAX, CURRENCY_EXPONENT
 from piaohao.platform import Platform
 from piaohao.services import members as svc
 

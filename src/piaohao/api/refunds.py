@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr, model_validator
 from piaohao.api.deps import merchant_id, platform
 from piaohao.api.schemas import ErrorOut, MerchantKey, Strict
 from piaohao.domain import refunds as rs
-from piaohao.money import AMOUNT_MAX
+from piaohao.kernel.money import AMOUNT_MAX
 from piaohao.platform import Platform
 from piaohao.services import refunds as svc
 from piaohao.workers.refunds import execute_refund

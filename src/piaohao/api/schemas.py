@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-from piaohao.money import AMOUNT_MAX, CURRENCY_EXPONENT
+from piaohao.kernel.money import AMOUNT_MAX, CURRENCY_EXPONENT
 
 MerchantKey = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Amount = Annotated[StrictInt, Field(ge=0, le=AMOUNT_MAX)]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
 from piaohao.api.deps import merchant_id, platform
-from piaohao.errors import InvalidRequest
+from piaohao.kernel.errors import InvalidRequest
 from piaohao.platform import Platform
 from piaohao.services.statements import statement_csv
 

@@ -21,10 +21,10 @@ from piaohao.adapters.schema_clearing import (
     settlement_split_details,
     trade_orders,
 )
-from piaohao.clearing.errors import SettlementBatchNotFound
 from piaohao.clearing.orders import PENDING
 from piaohao.clearing.settle import settle_orders
-from piaohao.clock import rfc3339
+from piaohao.kernel.clock import rfc3339
+from piaohao.kernel.errors import SettlementBatchNotFound
 from piaohao.ledger.schema import ledger_entries, ledger_legs
 from piaohao.platform import Platform
 

@@ -17,9 +17,8 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidO
 from sqlalchemy import Connection, insert, select
 
 from piaohao.adapters.schema_clearing import fee_rules
-from piaohao.clearing.errors import NoFeeRule
-from piaohao.errors import InvalidRequest
-from piaohao.ids import new_id
+from piaohao.kernel.errors import InvalidRequest, NoFeeRule
+from piaohao.kernel.ids import new_id
 
 ROUNDING = {"half_up": ROUND_HALF_UP, "floor": ROUND_FLOOR, "ceil": ROUND_CEILING}
 BEARERS = ("seller", "platform")

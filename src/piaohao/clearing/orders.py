@@ -25,16 +25,19 @@ from piaohao.adapters.schema_clearing import (
 )
 from piaohao.adapters.schema_refunds import refunds
 from piaohao.clearing import accounts
-from piaohao.clearing.errors import (
+from piaohao.clearing.splits import PLATFORM_RECEIVER, Order, refund_shares
+from piaohao.kernel.clock import rfc3339
+from piaohao.kernel.errors import (
+    InsufficientBalance,
+    InvalidRequest,
     MarketingCapExceeded,
     OrderNotFound,
     ReceiverNotFound,
+    RefundAmountExceeded,
     SubMerchantNotActive,
     SubMerchantNotFound,
 )
-from piaohao.clearing.splits import PLATFORM_RECEIVER, Order, refund_shares
-from piaohao.clock import rfc3339
-from piaohao.errors import InsufficientBalance, InvalidRequest, RefundAmountExceeded
+from piaohao.kernel.invariants import require
 from piaohao.ledger import chart
 from piaohao.ledger.accounts import dialect_insert
 from piaohao.platform import Platform
@@ -161,7 +164,7 @@ def on_trade_paid(conn: Connection, p: Platform, trade, now: datetime) -> None:
         done = conn.execute(update(trade_orders).where(
             _o.trade_no == trade_no, _o.out_order_no == r["out_order_no"], _o.status == CREATED).values(
             status=PENDING, paid_at=now, settle_due_at=due, updated_at=now)).rowcount
-        assert done == 1, "the order rows are locked"
+        require(done == 1, "the order rows are locked")
 
 
 # --- reading --------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from piaohao.adapters.schema import apps
 from piaohao.adapters.schema_clearing import sub_merchants
 from piaohao.adapters.schema_members import disbursements
 from piaohao.domain.business import PAYOUT
-from piaohao.errors import IdempotencyConflict, PiaohaoError
+from piaohao.kernel.errors import IdempotencyConflict, PiaohaoError
 from piaohao.ledger import chart
 from piaohao.platform import Platform
 

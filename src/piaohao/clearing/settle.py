@@ -34,10 +34,11 @@ from piaohao.adapters.schema_clearing import (
 )
 from piaohao.adapters.schema_refunds import refunds
 from piaohao.clearing import accounts, fees
-from piaohao.clearing.errors import SettlementVerificationFailed
 from piaohao.clearing.orders import PENDING, SETTLED, business_date
 from piaohao.clearing.splits import PLATFORM_RECEIVER, settle_order
-from piaohao.ids import new_id
+from piaohao.kernel.errors import SettlementVerificationFailed
+from piaohao.kernel.ids import new_id
+from piaohao.kernel.invariants import require
 from piaohao.ledger import chart
 from piaohao.ledger.accounts import dialect_insert
 from piaohao.ledger.schema import ledger_accounts, ledger_balances, ledger_entries, ledger_legs
@@ -147,8 +148,9 @@ def settle_group(conn: Connection, p: Platform, orders: list, facts: Facts, rule
     first = orders[0]
     merchant_id, seller_type, seller_id, currency = (first["merchant_id"], first["seller_type"], first["seller_id"],
                                                      first["currency"])
-    assert all((o["merchant_id"], o["seller_type"], o["seller_id"], o["currency"]) ==
-               (merchant_id, seller_type, seller_id, currency) and o["status"] == PENDING for o in orders)
+    require(all((o["merchant_id"], o["seller_type"], o["seller_id"], o["currency"]) ==
+               (merchant_id, seller_type, seller_id, currency) and o["status"] == PENDING for o in orders),
+            "a batch settles pending orders of one seller and currency only")
     batch_no = new_id("stb")
     details, split_rows = [], []
     to_receiver: dict[str, int] = defaultdict(int)

@@ -1,13 +1,14 @@
 """Split rules (分賬), pure: validating a trade's orders and allocating money between a seller and
-its split receivers. Every allocation is by the largest remainder (`piaohao.money.allocate`), so
+its split receivers. Every allocation is by the largest remainder (`piaohao.kernel.money.allocate`), so
 the parts always sum exactly to the money that moves and none is negative."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from piaohao.clearing.errors import InvalidOrders, SplitRatioExceeded
-from piaohao.money import AMOUNT_MAX, allocate
+from piaohao.kernel.errors import InvalidOrders, SplitRatioExceeded
+from piaohao.kernel.invariants import require
+from piaohao.kernel.money import AMOUNT_MAX, allocate
 
 PLATFORM_RECEIVER = "platform"  # a split to the merchant itself (its commission)
 ORDERS_MAX = 100
@@ -92,8 +93,10 @@ class OrderSettlement:
     platform_fee: int  # borne by the platform (memo)
 
     def check(self) -> None:
-        assert min(self.pending_out, self.subsidy, self.seller_amount, self.fee, *self.split_parts, 0) >= 0
-        assert self.pending_out + self.subsidy == self.seller_amount + sum(self.split_parts) + self.fee
+        require(min(self.pending_out, self.subsidy, self.seller_amount, self.fee, *self.split_parts, 0) >= 0,
+                "no part of an order's split may be negative")
+        require(self.pending_out + self.subsidy == self.seller_amount + sum(self.split_parts) + self.fee,
+                "an order's split must account for every minor unit")
 
 
 def settle_order(amount: int, splits: list[int], refunded: int, subsidy: int, fee_of) -> OrderSettlement:

@@ -9,16 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from piaohao.kernel.errors import CoinsCapExceeded, InvalidComponents
+from piaohao.kernel.invariants import require
+
 INTERNAL_METHODS = ("balance", "coins", "credit")
 COMPONENTS_MAX = 4
-
-
-class InvalidComposition(ValueError):
-    pass
-
-
-class CoinsCapExceeded(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -32,30 +27,30 @@ class Part:
 
 
 def compose(trade_amount: int, parts: list[tuple[str, int | None]], channel_methods: set[str]) -> list[Part]:
-    """Turn the buyer's request into exact parts, or raise InvalidComposition."""
+    """Turn the buyer's request into exact parts, or raise InvalidComponents."""
     if not parts or len(parts) > COMPONENTS_MAX:
-        raise InvalidComposition(f"give 1 to {COMPONENTS_MAX} components")
+        raise InvalidComponents(f"give 1 to {COMPONENTS_MAX} components")
     methods = [m for m, _ in parts]
     if len(set(methods)) != len(methods):
-        raise InvalidComposition("each method may appear only once")
+        raise InvalidComponents("each method may appear only once")
     unknown = [m for m in methods if m not in INTERNAL_METHODS and m not in channel_methods]
     if unknown:
-        raise InvalidComposition(f"unknown or unavailable method {unknown[0]!r}")
+        raise InvalidComponents(f"unknown or unavailable method {unknown[0]!r}")
     if sum(1 for m in methods if m in channel_methods) > 1:
-        raise InvalidComposition("at most one channel method")
+        raise InvalidComponents("at most one channel method")
     out: list[Part] = []
     for method, amount in parts[:-1]:
         if type(amount) is not int or amount <= 0:
-            raise InvalidComposition(f"{method}: every part but the last needs a positive integer amount")
+            raise InvalidComponents(f"{method}: every part but the last needs a positive integer amount")
         out.append(Part(method, amount))
     rest = trade_amount - sum(p.amount for p in out)
     last_method, last_amount = parts[-1]
     if last_amount is not None and (type(last_amount) is not int or last_amount != rest):
-        raise InvalidComposition("the last part takes the rest: its amount, if given, must be exactly that")
+        raise InvalidComponents("the last part takes the rest: its amount, if given, must be exactly that")
     if rest <= 0:
-        raise InvalidComposition("the parts exceed the trade's amount")
+        raise InvalidComponents("the parts exceed the trade's amount")
     out.append(Part(last_method, rest))
-    assert sum(p.amount for p in out) == trade_amount
+    require(sum(p.amount for p in out) == trade_amount, "composed parts must sum to the trade's amount")
     return out
 
 

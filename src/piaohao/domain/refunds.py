@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from piaohao.domain.states import StateMachine
+from piaohao.kernel.invariants import require
 
 PROCESSING, SUCCEEDED, FAILED = "processing", "succeeded", "failed"
 FINAL_STATES = (SUCCEEDED, FAILED)
@@ -91,7 +92,7 @@ def allocate(amount: int, components: list[Component]) -> list[Draw]:
             left -= take
     if left:
         raise AllocationError(f"components cover {amount - left} of {amount}")
-    assert sum(d.amount for d in draws) == amount
+    require(sum(d.amount for d in draws) == amount, "refund draws must sum to the refund's amount")
     return draws
 
 

@@ -17,11 +17,12 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from piaohao.ids import new_id
-from piaohao.ledger.errors import AccountConflict, AccountNotFound, CreditLimitBelowUsed, InvalidLeg, LedgerError
+from piaohao.kernel.errors import AccountConflict, AccountNotFound, CreditLimitBelowUsed, InvalidLeg, LedgerError
+from piaohao.kernel.ids import new_id
+from piaohao.kernel.invariants import require
+from piaohao.kernel.money import AMOUNT_MAX, CURRENCY_RE
 from piaohao.ledger.model import Account, Constraint, NormalSide
 from piaohao.ledger.schema import ledger_accounts, ledger_balances
-from piaohao.money import AMOUNT_MAX, CURRENCY_RE
 
 META_CACHE_MAX_ACCOUNTS = 200_000
 HOT_SHARDS_MAX = 256
@@ -164,7 +165,7 @@ def get_or_create_account(conn: Connection, owner_type: str, owner_id: str, purp
             return Account(account_id, owner_type, owner_id, purpose, currency, side, kind, shard_count,
                            credit_limit=credit_limit if kind is Constraint.CREDIT_LIMIT else None)
         existing = find_account(conn, owner_type, owner_id, purpose, currency)
-        assert existing is not None, "a conflicting insert means the row exists"
+        require(existing is not None, "a conflicting insert means the row exists")
     if (existing.normal_side, existing.constraint, existing.shard_count) != (side, kind, shard_count):
         raise AccountConflict(
             f"account {existing.account_id} exists as {existing.normal_side}/{existing.constraint}/"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import typer
 
-from piaohao.settings import Settings, SettingsError
+from piaohao.kernel.settings import Settings, SettingsError
 
 app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True, add_completion=False)
 
@@ -64,7 +64,7 @@ def statement_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """The account's posted legs in [from, to) with a running balance (normal-side terms)."""
-    from piaohao.ledger.errors import LedgerError
+    from piaohao.kernel.errors import LedgerError
     from piaohao.ledger.reading import statement
 
     db = _db()

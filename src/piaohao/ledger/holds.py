@@ -18,8 +18,8 @@ from datetime import datetime
 from sqlalchemy import Connection, or_, select, update
 
 from piaohao.adapters.db import Database
+from piaohao.kernel.errors import HoldNotFound, HoldNotPending
 from piaohao.ledger.accounts import account_meta
-from piaohao.ledger.errors import HoldNotFound, HoldNotPending
 from piaohao.ledger.model import Entry, EntryKey, Hold, Leg, fast_id, instant, validate_legs
 from piaohao.ledger.posting import Item, Mode, leg_delta, load_entries, write_entries
 from piaohao.ledger.schema import ledger_holds, ledger_legs

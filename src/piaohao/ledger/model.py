@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from piaohao.ledger.errors import InvalidLeg, LedgerError, UnbalancedEntry
-from piaohao.money import AMOUNT_MAX
+from piaohao.kernel.errors import InvalidLeg, LedgerError, UnbalancedEntry
+from piaohao.kernel.money import AMOUNT_MAX
 
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _RANDOM_SPACE = 36**12
@@ -185,7 +185,7 @@ def _base36(n: int, width: int) -> str:
 
 
 def fast_id(prefix: str) -> str:
-    """Same shape as `piaohao.ids.new_id` (prefix, 9 chars of ms, 12 random base36 chars), from one
+    """Same shape as `piaohao.kernel.ids.new_id` (prefix, 9 chars of ms, 12 random base36 chars), from one
     urandom call instead of twelve `secrets.choice` calls: it was a quarter of the batch path's CPU."""
     rand = int.from_bytes(os.urandom(8), "big") % _RANDOM_SPACE
     return f"{prefix}_{_base36(int(time.time() * 1000), 9)}{_base36(rand, 12)}"

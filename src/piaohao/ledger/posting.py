@@ -9,12 +9,12 @@ Order of work, for one entry or a batch:
    InsufficientFunds (unless the entry turns out to be a replay);
 4. write, via `piaohao.ledger.store`: entries whose key is new, their legs, their balance deltas;
 5. entries whose key already existed are compared with the original: same legs -> the original
-   is returned (`replayed=True`), other legs -> IdempotencyConflict.
+   is returned (`replayed=True`), other legs -> EntryKeyConflict.
 
 So every refusal (bad leg, unbalanced, unknown account, insufficient funds, replay with other legs
 for a single entry) is raised before anything is written: the caller may catch it and carry on in
 the same transaction. The one exception: in a batch, if a concurrent transaction posts one of the
-batch's keys with other legs between steps 3 and 4, IdempotencyConflict is raised after the other
+batch's keys with other legs between steps 3 and 4, EntryKeyConflict is raised after the other
 entries were written; roll back (as `Database.write` does for any exception).
 
 Entries of one call never deadlock each other's balance rows. Separate transactions that post
@@ -31,8 +31,8 @@ from enum import Enum
 
 from sqlalchemy import Connection, select, tuple_
 
+from piaohao.kernel.errors import EntryKeyConflict, InsufficientFunds, InvalidLeg
 from piaohao.ledger.accounts import AccountMeta, account_meta
-from piaohao.ledger.errors import IdempotencyConflict, InsufficientFunds, InvalidLeg
 from piaohao.ledger.model import (
     Constraint,
     Entry,
@@ -111,7 +111,7 @@ def load_entries(conn: Connection, keys: Sequence[EntryKey]) -> dict[EntryKey, E
 
 def _replay(existing: Entry, item: Item, kind: str) -> Entry:
     if existing.kind != kind or legs_signature(existing.legs) != legs_signature(item.legs):
-        raise IdempotencyConflict(
+        raise EntryKeyConflict(
             f"entry {existing.entry_id} already posted for {item.key} with other legs",
             entry_id=existing.entry_id)
     return existing
@@ -139,7 +139,7 @@ def write_entries(conn: Connection, items: Sequence[Item], *, kind: str, mode: M
         check_balanced(it.legs, currency_of)
         seen = first_of.setdefault(it.key, it)
         if seen is not it and legs_signature(seen.legs) != legs_signature(it.legs):
-            raise IdempotencyConflict(f"two entries in one batch share the key {it.key} with other legs")
+            raise EntryKeyConflict(f"two entries in one batch share the key {it.key} with other legs")
     # Sorted by key: concurrent batches insert their keys in one order too.
     unique = sorted(first_of.values(), key=lambda it: (it.key.source_type, it.key.source_id, it.key.operation))
     rows = [_plan(it, it.entry_id or fast_id("je"), meta, mode) for it in unique]
@@ -176,7 +176,7 @@ def post_entry(conn: Connection, key: EntryKey | tuple[str, str, str], legs: Seq
                description: str | None = None, at: datetime | None = None) -> Entry:
     """Post one balanced entry in the caller's transaction; a replay of the same key returns the original.
 
-    Raises InvalidLeg, UnbalancedEntry, AccountNotFound, IdempotencyConflict (same key, other legs),
+    Raises InvalidLeg, UnbalancedEntry, AccountNotFound, EntryKeyConflict (same key, other legs),
     InsufficientFunds (a constrained account would go below its floor, counting pending holds).
     """
     return write_entries(conn, [_item(key, legs, description)], kind="posted", mode=Mode.POST, at=at)[0]

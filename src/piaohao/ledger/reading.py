@@ -7,8 +7,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, select
 
+from piaohao.kernel.errors import AccountNotFound
 from piaohao.ledger.accounts import account_meta
-from piaohao.ledger.errors import AccountNotFound
 from piaohao.ledger.model import Balance, Entry, EntryKey, StatementLine
 from piaohao.ledger.posting import load_entries
 from piaohao.ledger.schema import ledger_balances, ledger_entries, ledger_legs

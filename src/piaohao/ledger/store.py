@@ -22,7 +22,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, select, text, tuple_, update
 from sqlalchemy.dialects import sqlite
 
-from piaohao.ledger.errors import AccountNotFound, InsufficientFunds
+from piaohao.kernel.errors import AccountNotFound, InsufficientFunds
 from piaohao.ledger.schema import ledger_balances, ledger_entries, ledger_legs
 
 RowKey = tuple[str, int]  # (account_id, shard)

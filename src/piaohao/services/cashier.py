@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from piaohao import ledger
-from piaohao.clock import rfc3339
 from piaohao.domain.composition import INTERNAL_METHODS
+from piaohao.kernel.clock import rfc3339
 from piaohao.ledger import chart
 from piaohao.platform import Platform
 from piaohao.services import funding

@@ -17,13 +17,10 @@ from piaohao import clearing as settlement_clearing
 from piaohao import ledger
 from piaohao.adapters.schema import merchants, trade_components, trades
 from piaohao.domain import trades as trade_states
-from piaohao.domain.composition import CoinsCapExceeded as CapRule
-from piaohao.domain.composition import InvalidComposition, Part, check_coins_cap, compose
+from piaohao.domain.composition import Part, check_coins_cap, compose
 from piaohao.domain.trades import TRADE_STATES
-from piaohao.errors import (
-    CoinsCapExceeded,
+from piaohao.kernel.errors import (
     InsufficientBalance,
-    InvalidComponents,
     InvalidRequest,
     MethodNotAvailable,
     TradeNotPayable,
@@ -41,20 +38,14 @@ def parse_parts(p: Platform, trade, method: str | None, components: list[tuple[s
                 ) -> list[Part]:
     """The exact parts of a pay request, checked against the trade and the merchant's coins cap."""
     requested = components if components is not None else [(method, None)]
-    try:
-        parts = compose(trade["amount"], requested, set(p.channels))
-    except InvalidComposition as e:
-        raise InvalidComponents(str(e)) from None
+    parts = compose(trade["amount"], requested, set(p.channels))
     if any(x.internal for x in parts):
         if not trade["member_id"] or trade["purpose"] != "sale":
             raise MethodNotAvailable("this trade names no member: only channel methods can pay it")
         with p.db.read() as conn:
             cap_pct = conn.execute(select(merchants.c.coins_cap_pct).where(
                 merchants.c.merchant_id == trade["merchant_id"])).scalar_one()
-        try:
-            check_coins_cap(parts, trade["amount"], cap_pct)
-        except CapRule as e:
-            raise CoinsCapExceeded(str(e)) from None
+        check_coins_cap(parts, trade["amount"], cap_pct)
     return parts
 
 

@@ -23,13 +23,13 @@ from sqlalchemy import Connection, func, select
 
 from piaohao import ledger
 from piaohao.adapters.schema_members import coin_grants, members
-from piaohao.clock import rfc3339
-from piaohao.errors import IdempotencyConflict, InvalidRequest, MemberNotFound
-from piaohao.ids import new_id
+from piaohao.kernel.clock import rfc3339
+from piaohao.kernel.errors import IdempotencyConflict, InvalidRequest, MemberNotFound
+from piaohao.kernel.ids import new_id
+from piaohao.kernel.money import CURRENCY_EXPONENT, is_valid_amount
 from piaohao.ledger import chart
 from piaohao.ledger.accounts import dialect_insert
 from piaohao.ledger.schema import ledger_accounts, ledger_balances
-from piaohao.money import CURRENCY_EXPONENT, is_valid_amount
 from piaohao.platform import Platform
 from piaohao.services.passwords import hash_password
 

@@ -9,8 +9,8 @@ from sqlalchemy import insert, select, update
 
 from piaohao.adapters.db import Database
 from piaohao.adapters.schema import apps, merchants
-from piaohao.errors import AppNotFound, InvalidRequest, MerchantNotFound
-from piaohao.ids import new_id, new_secret
+from piaohao.kernel.errors import AppNotFound, InvalidRequest, MerchantNotFound
+from piaohao.kernel.ids import new_id, new_secret
 
 SECRET_ROTATION_GRACE_S = 24 * 3600  # the old secret keeps working this long after a rotation
 NAME_LEN_MAX = 200

@@ -27,10 +27,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from piaohao.adapters.db import Database
 from piaohao.adapters.schema import notification_attempts, outbox_events
-from piaohao.clock import rfc3339
 from piaohao.domain.states import StateMachine
-from piaohao.errors import EventNotFound
-from piaohao.ids import new_id
+from piaohao.kernel.clock import rfc3339
+from piaohao.kernel.errors import EventNotFound
+from piaohao.kernel.ids import new_id
 
 PENDING, DELIVERED, PARKED, SKIPPED = "pending", "delivered", "parked", "skipped"
 STATUSES = (PENDING, DELIVERED, PARKED, SKIPPED)

@@ -23,7 +23,7 @@ from sqlalchemy import case, literal, or_, select, update
 
 from piaohao.adapters.db import Database
 from piaohao.adapters.schema_members import members
-from piaohao.errors import InvalidPaymentPassword, InvalidRequest, MemberNotFound, PaymentPasswordLocked
+from piaohao.kernel.errors import InvalidPaymentPassword, InvalidRequest, MemberNotFound, PaymentPasswordLocked
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +76,7 @@ def _lock_seconds(target, lock_s: float | None) -> tuple[Database, float]:
     """(database, lock duration) from a Platform (its settings) or a Database (the environment)."""
     if isinstance(target, Database):
         if lock_s is None:
-            from piaohao.settings import Settings
+            from piaohao.kernel.settings import Settings
 
             lock_s = Settings.from_env().password_lock_s
         return target, float(lock_s)

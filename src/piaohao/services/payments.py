@@ -24,8 +24,8 @@ from piaohao.domain import payments as pay_states
 from piaohao.domain import trades as trade_states
 from piaohao.domain.payments import PAYMENT_STATES
 from piaohao.domain.trades import TRADE_STATES
-from piaohao.errors import ChannelUnavailable, TradeNotFound, TradeNotPayable
-from piaohao.ids import new_id
+from piaohao.kernel.errors import ChannelUnavailable, TradeNotFound, TradeNotPayable
+from piaohao.kernel.ids import new_id
 from piaohao.ledger import chart
 from piaohao.platform import Platform
 from piaohao.services import funding, notifications, strays

@@ -31,20 +31,21 @@ from piaohao import ledger
 from piaohao.adapters.schema_members import disbursements
 from piaohao.alerts import raise_alert
 from piaohao.channels.spi import Outcome, PayoutResult
-from piaohao.clearing.errors import SubMerchantNotFound  # noqa: F401  (importable from here)
-from piaohao.clock import rfc3339
 from piaohao.domain.business import DISBURSEMENT_STATES, PAYOUT, PROCESSING, WITHDRAWAL
-from piaohao.errors import (
+from piaohao.kernel.clock import rfc3339
+from piaohao.kernel.errors import (
     IdempotencyConflict,
     InsufficientBalance,
     InvalidRequest,
     NotFound,
     PayoutNotFound,
+    SubMerchantNotFound,  # noqa: F401  (importable from here)
 )
-from piaohao.ids import new_id
+from piaohao.kernel.ids import new_id
+from piaohao.kernel.invariants import require
+from piaohao.kernel.money import CURRENCY_EXPONENT
 from piaohao.ledger import chart
 from piaohao.ledger.accounts import dialect_insert
-from piaohao.money import CURRENCY_EXPONENT
 from piaohao.platform import Platform
 from piaohao.services import notifications
 from piaohao.services.members import check_amount, fingerprint
@@ -242,7 +243,7 @@ def create_payout(p: Platform, merchant_id: str, app_id: str, req: NewPayout) ->
 
 def _check_sub_merchant_may_pay_out(conn: Connection, merchant_id: str, sub_merchant_id: str) -> None:
     """In the payout's transaction: a frozen or closed sub-merchant's money stays where it is."""
-    from piaohao.clearing.errors import SubMerchantNotActive
+    from piaohao.kernel.errors import SubMerchantNotActive
     from piaohao.services.sub_merchants import find_sub_merchant
 
     status = find_sub_merchant(conn, merchant_id, sub_merchant_id)["status"]
@@ -283,7 +284,7 @@ def _finish(conn: Connection, p: Platform, d, outcome: Outcome, result: PayoutRe
         _d.disbursement_no == d["disbursement_no"], _d.status.in_(DISBURSEMENT_STATES.sources(event))).values(
         status=new_status, finished_at=now, updated_at=now, next_attempt_at=None, fail_reason=fail_reason,
         channel_payout_no=result.channel_payout_no or d["channel_payout_no"], last_error=None)).rowcount
-    assert done == 1, "the row is locked and processing"
+    require(done == 1, "the row is locked and processing")
     no, amount, currency = d["disbursement_no"], d["amount"], d["currency"]
     if d["kind"] == WITHDRAWAL:
         frozen = chart.member_frozen(conn, d["member_id"], currency)

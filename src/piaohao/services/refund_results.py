@@ -22,7 +22,8 @@ from piaohao.channels.spi import Outcome, RefundResult
 from piaohao.domain import refunds as rs
 from piaohao.domain import trades as trade_states
 from piaohao.domain.refunds import REFUND_STATES, Draw
-from piaohao.errors import InsufficientBalance
+from piaohao.kernel.errors import InsufficientBalance
+from piaohao.kernel.invariants import require
 from piaohao.ledger import chart
 from piaohao.platform import Platform
 from piaohao.services import notifications
@@ -100,7 +101,7 @@ def _finish(conn: Connection, r, event: str, now: datetime, *, channel_refund_no
         values["parked_at"] = now
     done = conn.execute(update(refunds).where(refunds.c.refund_no == r["refund_no"],
                                               refunds.c.status == r["status"]).values(**values)).rowcount
-    assert done == 1, "the refund row is locked: the conditional update cannot miss"
+    require(done == 1, "the refund row is locked: the conditional update cannot miss")
     return dict(r, **values)
 
 
@@ -135,7 +136,7 @@ def _fail(conn: Connection, p: Platform, t, r, error: str, now: datetime) -> Non
     released = conn.execute(update(trades).where(
         trades.c.trade_no == r["trade_no"], trades.c.refunded_amount >= r["amount"]).values(
         refunded_amount=trades.c.refunded_amount - r["amount"], updated_at=now)).rowcount
-    assert released == 1, f"trade {r['trade_no']} has less reserved than refund {r['refund_no']}"
+    require(released == 1, f"trade {r['trade_no']} has less reserved than refund {r['refund_no']}")
     release_components(conn, r["trade_no"], components_of(conn, r["refund_no"]), now)
     done = _finish(conn, r, "fail", now, error=error, parked=True)
     raise_alert(conn, now=now, kind="refund_failed", subject_type="refund", subject_id=r["refund_no"],

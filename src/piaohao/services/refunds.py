@@ -28,12 +28,12 @@ from sqlalchemy.exc import IntegrityError
 from piaohao import clearing, ledger
 from piaohao.adapters.schema import payments, trade_components, trades
 from piaohao.adapters.schema_refunds import refund_components, refunds
-from piaohao.clock import rfc3339
 from piaohao.domain import refunds as rs
 from piaohao.domain import trades as trade_states
 from piaohao.domain.refunds import Component, Draw, allocate
 from piaohao.domain.trades import TRADE_STATES
-from piaohao.errors import (
+from piaohao.kernel.clock import rfc3339
+from piaohao.kernel.errors import (
     IdempotencyConflict,
     InsufficientBalance,
     InvalidRequest,
@@ -42,9 +42,10 @@ from piaohao.errors import (
     TradeNotFound,
     TradeNotRefundable,
 )
-from piaohao.ids import new_id
+from piaohao.kernel.ids import new_id
+from piaohao.kernel.invariants import require
+from piaohao.kernel.money import is_valid_amount
 from piaohao.ledger import chart
-from piaohao.money import is_valid_amount
 from piaohao.platform import Platform
 from piaohao.services import notifications
 
@@ -197,7 +198,7 @@ def _create(conn: Connection, p: Platform, trade_no: str, req: NewRefund) -> tup
                               for c in paid.values()])
     reserve_components(conn, trade_no, draws, now)
     channel_draws = [d for d in draws if d.kind == "channel"]
-    assert len(channel_draws) <= 1, "a paid trade has at most one channel component"
+    require(len(channel_draws) <= 1, "a paid trade has at most one channel component")
     channel_part = channel_draws[0].amount if channel_draws else 0
     payment_no = channel = None
     if channel_draws:
@@ -246,7 +247,7 @@ def reserve_components(conn: Connection, trade_no: str, draws: list[Draw], now: 
             c.refunded_amount + d.amount <= c.amount).values(
             refunded_amount=c.refunded_amount + d.amount, updated_at=now)).rowcount
         # The trade row is locked and the allocation read under it: a miss is a broken invariant.
-        assert done == 1, f"component {d.method} of {trade_no} cannot take {d.amount} back"
+        require(done == 1, f"component {d.method} of {trade_no} cannot take {d.amount} back")
 
 
 def release_components(conn: Connection, trade_no: str, parts: list, now: datetime) -> None:
@@ -256,7 +257,7 @@ def release_components(conn: Connection, trade_no: str, parts: list, now: dateti
             c.trade_no == trade_no, c.attempt == part["attempt"], c.method == part["method"],
             c.refunded_amount >= part["amount"]).values(
             refunded_amount=c.refunded_amount - part["amount"], updated_at=now)).rowcount
-        assert done == 1, f"component {part['method']} of {trade_no} has less reserved than {part['amount']}"
+        require(done == 1, f"component {part['method']} of {trade_no} has less reserved than {part['amount']}")
 
 
 def legs_builder(conn: Connection, t, draws: list[Draw], paid: dict, channel: str | None):
@@ -270,7 +271,7 @@ def legs_builder(conn: Connection, t, draws: list[Draw], paid: dict, channel: st
             continue
         member_id = paid[(d.attempt, d.method)]["member_id"] or t["member_id"]
         account_of = MEMBER_ACCOUNTS.get(d.method)
-        assert account_of is not None and member_id, f"no member account for internal component {d.method}"
+        require(account_of is not None and member_id, f"no member account for internal component {d.method}")
         credits.append((account_of(conn, member_id, currency).account_id, d.amount))
     total = sum(d.amount for d in draws)
 
@@ -306,7 +307,7 @@ def after_success(conn: Connection, p: Platform, t, r, now: datetime) -> None:
     succeeded = conn.execute(select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
         refunds.c.trade_no == t["trade_no"], refunds.c.kind == rs.KIND_MERCHANT,
         refunds.c.status == rs.SUCCEEDED)).scalar_one()
-    assert succeeded <= t["amount"], f"trade {t['trade_no']}: refunds {succeeded} exceed {t['amount']}"
+    require(succeeded <= t["amount"], f"trade {t['trade_no']}: refunds {succeeded} exceed {t['amount']}")
     if succeeded == t["amount"] and t["status"] == trade_states.SUCCEEDED:
         conn.execute(update(trades).where(trades.c.trade_no == t["trade_no"],
                                           trades.c.status == trade_states.SUCCEEDED).values(

@@ -10,11 +10,17 @@ from sqlalchemy import select
 
 from piaohao.adapters.schema_clearing import settle_requests, settlement_batches, trade_orders
 from piaohao.clearing import batches
-from piaohao.clearing.errors import OrderNotFound, RefundInProgress, SettlementBatchNotFound, TradeNotSettlable
 from piaohao.clearing.orders import OWN_ORDER_NO, PENDING
 from piaohao.clearing.settle import settle_orders
 from piaohao.domain import trades as trade_states
-from piaohao.errors import IdempotencyConflict, TradeNotFound
+from piaohao.kernel.errors import (
+    IdempotencyConflict,
+    OrderNotFound,
+    RefundInProgress,
+    SettlementBatchNotFound,
+    TradeNotFound,
+    TradeNotSettlable,
+)
 from piaohao.platform import Platform
 from piaohao.services.members import fingerprint
 

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, insert
 
 from piaohao.adapters.schema_refunds import refund_components, refunds
 from piaohao.domain import refunds as rs
-from piaohao.ids import new_id
+from piaohao.kernel.ids import new_id
 from piaohao.ledger.accounts import dialect_insert
 from piaohao.platform import Platform
 

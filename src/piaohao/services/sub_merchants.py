@@ -10,16 +10,17 @@ from sqlalchemy import Connection, select, update
 
 from piaohao import ledger
 from piaohao.adapters.schema_clearing import receiver_counters, split_receivers, sub_merchants
-from piaohao.clearing.errors import (
+from piaohao.domain.states import IllegalTransition, StateMachine
+from piaohao.kernel.clock import rfc3339
+from piaohao.kernel.errors import (
+    IdempotencyConflict,
+    InvalidRequest,
     ReceiverLimitExceeded,
     ReceiverNotFound,
     SubMerchantNotFound,
     SubMerchantStateConflict,
 )
-from piaohao.clock import rfc3339
-from piaohao.domain.states import IllegalTransition, StateMachine
-from piaohao.errors import IdempotencyConflict, InvalidRequest
-from piaohao.ids import new_id
+from piaohao.kernel.ids import new_id
 from piaohao.ledger import chart
 from piaohao.ledger.accounts import dialect_insert
 from piaohao.platform import Platform

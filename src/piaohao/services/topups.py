@@ -25,10 +25,10 @@ from piaohao import ledger
 from piaohao.adapters.schema import trades
 from piaohao.adapters.schema_members import topups
 from piaohao.alerts import raise_alert
-from piaohao.clock import rfc3339, to_utc
 from piaohao.domain.business import PENDING, TOPUP_STATES
-from piaohao.errors import IdempotencyConflict, InvalidRequest, TopupNotFound
-from piaohao.ids import new_id
+from piaohao.kernel.clock import rfc3339, to_utc
+from piaohao.kernel.errors import IdempotencyConflict, InvalidRequest, TopupNotFound
+from piaohao.kernel.ids import new_id
 from piaohao.ledger import chart
 from piaohao.platform import Platform
 from piaohao.services import notifications, payments

@@ -14,11 +14,11 @@ from sqlalchemy import Connection, select, update
 from piaohao import clearing
 from piaohao.adapters.schema import payments, trades
 from piaohao.channels.spi import Outcome
-from piaohao.clock import to_utc
 from piaohao.domain import payments as pay_states
 from piaohao.domain import trades as trade_states
 from piaohao.domain.trades import TRADE_STATES, payment_expiry
-from piaohao.errors import (
+from piaohao.kernel.clock import to_utc
+from piaohao.kernel.errors import (
     IdempotencyConflict,
     InvalidRequest,
     MemberNotFound,
@@ -27,8 +27,9 @@ from piaohao.errors import (
     TradeNotFound,
     ZeroAmount,
 )
-from piaohao.ids import new_id, new_token
-from piaohao.money import is_valid_amount
+from piaohao.kernel.ids import new_id, new_token
+from piaohao.kernel.invariants import require
+from piaohao.kernel.money import is_valid_amount
 from piaohao.platform import Platform
 from piaohao.services import funding, notifications
 from piaohao.services.views import load_components, load_orders, trade_view
@@ -105,7 +106,7 @@ def create_trade(p: Platform, merchant_id: str, app_id: str, req: NewTrade) -> t
     inserted, order_list = p.db.write(tx)
     if inserted is None:
         existing = _find_by_out_trade_no(p, merchant_id, req.out_trade_no)
-        assert existing is not None, "a conflicting trade must exist"
+        require(existing is not None, "a conflicting trade must exist")
         return _replay(p, existing, fingerprint), False
     log.info("trade.created", trade_no=row["trade_no"], merchant_id=merchant_id, amount=req.amount)
     return trade_view(p, row, orders=order_list), True
@@ -249,7 +250,7 @@ def close_pending_trade(p: Platform, trade_no: str, *, reason: str) -> str:
         done = conn.execute(update(trades).where(
             trades.c.trade_no == trade_no, trades.c.status == row["status"]).values(
             status=new_status, closed_at=now, close_reason=reason, updated_at=now)).rowcount
-        assert done == 1, "trade row is locked; the conditional update cannot miss"
+        require(done == 1, "trade row is locked; the conditional update cannot miss")
         funding.release_held(conn, trade_no, now)  # a combination's held parts go back to the member
         clearing.on_trade_closed(conn, p, row, now)  # its orders close; their subsidies go back to the cap
         if still_open:

@@ -17,10 +17,10 @@ from sqlalchemy import Connection, select
 
 from piaohao import ledger
 from piaohao.adapters.schema_members import transfers
-from piaohao.clock import rfc3339
 from piaohao.domain.business import NEW, TRANSFER_STATES
-from piaohao.errors import IdempotencyConflict, InsufficientBalance, InvalidRequest, TransferNotFound
-from piaohao.ids import new_id
+from piaohao.kernel.clock import rfc3339
+from piaohao.kernel.errors import IdempotencyConflict, InsufficientBalance, InvalidRequest, TransferNotFound
+from piaohao.kernel.ids import new_id
 from piaohao.ledger import chart
 from piaohao.ledger.accounts import dialect_insert
 from piaohao.platform import Platform

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, select
 
 from piaohao.adapters.schema import trade_components
-from piaohao.clock import rfc3339
+from piaohao.kernel.clock import rfc3339
 from piaohao.platform import Platform
 
 

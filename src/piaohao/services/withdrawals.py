@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from piaohao import ledger
 from piaohao.domain.business import WITHDRAWAL
-from piaohao.errors import WithdrawalNotFound
+from piaohao.kernel.errors import WithdrawalNotFound
 from piaohao.ledger import chart
 from piaohao.platform import Platform
 from piaohao.services.members import check_amount, fingerprint, load_member

@@ -32,12 +32,12 @@ import structlog
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection, insert, select, update
 
-from piaohao import signing
 from piaohao.adapters.db import Database
 from piaohao.adapters.schema import apps, notification_attempts, outbox_events
-from piaohao.clock import Clock
+from piaohao.kernel import signing
+from piaohao.kernel.clock import Clock
+from piaohao.kernel.settings import Settings
 from piaohao.services.notifications import EVENT_STATES, PENDING, truncate_error
-from piaohao.settings import Settings
 
 log = structlog.get_logger(__name__)
 

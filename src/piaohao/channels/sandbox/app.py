@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from piaohao.clock import Clock
+from piaohao.kernel.clock import Clock
 
 from . import rsa
 from .faults import WIRE_KINDS, Fault

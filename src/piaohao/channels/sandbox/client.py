@@ -32,7 +32,7 @@ from piaohao.channels.spi import (
     RefundRequest,
     RefundResult,
 )
-from piaohao.clock import Clock, SystemClock
+from piaohao.kernel.clock import Clock, SystemClock
 
 from . import rsa
 from .notifications import parse_notification

@@ -20,7 +20,7 @@ import httpx
 import structlog
 from sqlalchemy import select, update
 
-from piaohao.clock import Clock, SystemClock
+from piaohao.kernel.clock import Clock, SystemClock
 
 from . import rsa
 from .faults import NOTIFY_KINDS, FaultBook

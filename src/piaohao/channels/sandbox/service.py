@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from piaohao.clock import Clock, SystemClock
+from piaohao.kernel.clock import Clock, SystemClock
 
 from . import bill as bill_mod
 from . import money_ops, rsa

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from piaohao.money import AMOUNT_MAX, CURRENCY_RE
+from piaohao.kernel.money import AMOUNT_MAX, CURRENCY_RE
 
 __all__ = [
     "HEADER_MCH_ID", "HEADER_TIMESTAMP", "HEADER_SIGNATURE", "TIMESTAMP_SKEW_S_MAX",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from decimal import ROUND_FLOOR, Decimal
 
+from piaohao.kernel.invariants import require
+
 AMOUNT_MAX = 10**15
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 # Currencies we accept, with their minor-unit exponent (only used for display and channel conversion).
@@ -40,5 +42,5 @@ def allocate(total_minor: int, weights: list[int] | list[Decimal]) -> list[int]:
     order = sorted(range(len(ws)), key=lambda i: (-(exact[i] - floors[i]), i))
     for i in order[:left]:
         floors[i] += 1
-    assert sum(floors) == total_minor, "largest remainder must conserve the total"
+    require(sum(floors) == total_minor, "largest remainder must conserve the total")
     return floors
