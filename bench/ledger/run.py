@@ -30,12 +30,12 @@ from collections.abc import Callable
 import psycopg
 from sqlalchemy import create_engine, text
 
-from piaohao.adapters import migrate
-from piaohao.adapters.db import Database, normalise_url
-from piaohao.ledger import EntryKey, NewEntry, check, credit, debit, post_entries, transfer
+from piaohao.books.chart import channel_clearing, member_balance, platform_reserve
+from piaohao.db import migrate
+from piaohao.db.database import Database, normalise_url
 from piaohao.ledger.accounts import get_or_create_account
-from piaohao.ledger.chart import channel_clearing, member_balance, platform_reserve
 from piaohao.ledger.model import Constraint, NormalSide
+from piaohao.ledger.write import EntryKey, NewEntry, check, credit, debit, post_entries, transfer
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 ACCOUNTS = 1_000

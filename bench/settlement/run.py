@@ -68,13 +68,13 @@ def main() -> int:
     ap.add_argument("--chunk", type=int, default=5_000, help="orders per settlement transaction")
     args = ap.parse_args()
 
-    from piaohao import ledger
-    from piaohao.adapters.db import Database
-    from piaohao.adapters.migrate import upgrade
+    from piaohao.books import chart
     from piaohao.clearing.batches import run_due
+    from piaohao.db.database import Database
+    from piaohao.db.migrate import upgrade
     from piaohao.kernel.clock import SystemClock
     from piaohao.kernel.settings import Settings
-    from piaohao.ledger import chart
+    from piaohao.ledger import write as ledger
     from piaohao.platform import Platform
     from piaohao.services.merchants import create_merchant
 

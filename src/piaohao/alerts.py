@@ -10,8 +10,8 @@ import structlog
 from prometheus_client import Counter
 from sqlalchemy import Connection, insert, select
 
-from piaohao.adapters.db import Database
-from piaohao.adapters.schema import alerts
+from piaohao.db.database import Database
+from piaohao.db.schema import alerts
 
 log = structlog.get_logger("piaohao.alerts")
 ALERTS_RAISED = Counter("piaohao_alerts_total", "Alerts raised, by kind", ["kind"])

@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 
 import piaohao.services.topups  # noqa: F401  (registers the top-up trade's paid/closed handlers)
-from piaohao.adapters import migrate
-from piaohao.adapters.db import Database
 from piaohao.api.app import create_app
 from piaohao.api.gateway import purge_nonces
+from piaohao.db import migrate
+from piaohao.db.database import Database
 from piaohao.kernel.clock import Clock, SystemClock
 from piaohao.kernel.settings import Settings
 from piaohao.platform import Platform

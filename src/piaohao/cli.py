@@ -66,7 +66,7 @@ def _fail(e: PiaohaoError) -> None:
 @db_app.command("upgrade")
 def db_upgrade():
     """Create or migrate the schema to the newest version."""
-    from piaohao.adapters import migrate
+    from piaohao.db import migrate
 
     db = _db(migrate_now=False)
     migrate.upgrade(db)
@@ -75,7 +75,7 @@ def db_upgrade():
 
 @db_app.command("current")
 def db_current():
-    from piaohao.adapters import migrate
+    from piaohao.db import migrate
 
     typer.echo(migrate.current(_db(migrate_now=False)) or "empty")
 

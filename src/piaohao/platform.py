@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from piaohao.adapters.db import Database
 from piaohao.channels.spi import Channel
+from piaohao.db.database import Database
 from piaohao.kernel.clock import Clock
 from piaohao.kernel.errors import MethodNotAvailable
 from piaohao.kernel.settings import Settings

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from piaohao.adapters.schema import trades
+from piaohao.db.schema import trades
 from tests.api.test_gateway import trade_body
 
 

@@ -26,8 +26,8 @@ def accounts(m, member_id) -> dict:
 
 def fund_balance(running, member_id: str, amount: int) -> None:
     """Credit the member's balance from the platform's suspense account (as a top-up would, minus the channel)."""
-    from piaohao import ledger
-    from piaohao.ledger import chart
+    from piaohao.books import chart
+    from piaohao.ledger import write as ledger
 
     def tx(conn):
         source = chart.platform_suspense(conn, "CNY")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from piaohao.adapters.schema import alerts, outbox_events, payments
+from piaohao.db.schema import alerts, outbox_events, payments
 from piaohao.kernel.signing import sign
 from tests.api.test_gateway import trade_body
 from tests.support.merchant import Receiver, wait_until
@@ -83,7 +83,7 @@ def assert_books_balance(running):
 
 def merchant_pending(running, m) -> int:
     from piaohao import ledger
-    from piaohao.ledger import chart
+    from piaohao.books import chart
 
     with running.platform.db.read() as conn:
         account = chart.lookup(conn, "merchant_pending_settlement", m.merchant_id, "CNY")

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from piaohao.adapters import migrate
-from piaohao.adapters.db import Database
-from piaohao.ledger import Account, Constraint, NormalSide, get_or_create_account
+from piaohao.db import migrate
+from piaohao.db.database import Database
+from piaohao.ledger.write import Account, Constraint, NormalSide, get_or_create_account
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def make_account(db) -> MakeAccount:
 
 def fund(db: Database, source: Account, target: Account, amount: int, op: str) -> None:
     """Move `amount` from an unconstrained source to `target` (debit source, credit target)."""
-    from piaohao.ledger import transfer
+    from piaohao.ledger.write import transfer
 
     db.write(lambda conn: transfer(conn, ("test_fund", target.account_id, op), source.account_id,
                                    target.account_id, amount))

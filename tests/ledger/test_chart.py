@@ -8,7 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from piaohao.ledger import (
+from piaohao.books import chart as coa
+from piaohao.db.schema_ledger import ledger_accounts
+from piaohao.ledger.write import (
     Constraint,
     InsufficientFunds,
     NormalSide,
@@ -21,8 +23,6 @@ from piaohao.ledger import (
     reserve,
     transfer,
 )
-from piaohao.ledger import chart as coa
-from piaohao.ledger.schema import ledger_accounts
 
 
 def test_standard_accounts_have_documented_shape(db):

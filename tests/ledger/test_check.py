@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from piaohao.ledger import check, credit, debit, reserve, transfer
 from piaohao.ledger.cli import app
+from piaohao.ledger.write import check, credit, debit, reserve, transfer
 from tests.ledger.conftest import fund
 
 

@@ -10,9 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from piaohao.adapters import migrate
-from piaohao.adapters.db import Database
-from piaohao.ledger import (
+from piaohao.books.chart import channel_clearing, member_balance, platform_marketing_expense, platform_reserve
+from piaohao.db import migrate
+from piaohao.db.database import Database
+from piaohao.db.schema_ledger import ledger_entries
+from piaohao.ledger.write import (
     HoldNotPending,
     InsufficientFunds,
     balance,
@@ -26,8 +28,6 @@ from piaohao.ledger import (
     transfer,
     void_hold,
 )
-from piaohao.ledger.chart import channel_clearing, member_balance, platform_marketing_expense, platform_reserve
-from piaohao.ledger.schema import ledger_entries
 
 pytestmark = pytest.mark.postgres_only
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from piaohao.ledger import (
+from piaohao.db.schema_ledger import ledger_entries
+from piaohao.ledger.write import (
     AccountConflict,
     CreditLimitBelowUsed,
     InsufficientFunds,
@@ -18,7 +19,6 @@ from piaohao.ledger import (
     set_credit_limit,
     transfer,
 )
-from piaohao.ledger.schema import ledger_entries
 from tests.ledger.conftest import fund
 
 
@@ -111,6 +111,6 @@ def test_get_or_create_is_idempotent_and_checks_shape(db, make_account):
     with pytest.raises(LedgerError):
         db.write(lambda c: get_or_create_account(c, "member", "x", "balance", "cny", normal_side="credit"))
     with db.read() as c:
-        from piaohao.ledger.schema import ledger_accounts
+        from piaohao.db.schema_ledger import ledger_accounts
 
         assert c.execute(select(func.count()).select_from(ledger_accounts)).scalar_one() == 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from piaohao.ledger import (
+from piaohao.db.schema_ledger import ledger_entries, ledger_legs
+from piaohao.ledger.write import (
     AccountNotFound,
     EntryKey,
     EntryKeyConflict,
@@ -22,7 +23,6 @@ from piaohao.ledger import (
     post_entry,
     transfer,
 )
-from piaohao.ledger.schema import ledger_entries, ledger_legs
 
 
 def _count(db, table) -> int:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from piaohao.ledger import (
+from piaohao.ledger.write import (
     Balance,
     EntryKeyConflict,
     HoldNotFound,

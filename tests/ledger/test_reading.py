@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from piaohao.ledger import balance, check, statement, transfer
-from piaohao.ledger.chart import (
+from piaohao.books.chart import (
     channel_clearing,
     merchant_pending_settlement,
     merchant_settled,
     platform_fee_income,
 )
+from piaohao.ledger.write import balance, check, statement, transfer
 
 T0 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
 

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from piaohao.adapters.db import Database
-from piaohao.ledger import (
+from piaohao.db.database import Database
+from piaohao.ledger.write import (
     CreditLimitBelowUsed,
     HoldNotPending,
     InsufficientFunds,

@@ -7,8 +7,8 @@ import secrets
 import httpx
 import pytest
 
-from piaohao import ledger
-from piaohao.ledger import chart
+from piaohao.books import chart
+from piaohao.ledger import write as ledger
 from tests.support.merchant import MerchantClient, wait_until
 
 PASSWORD = "246810"

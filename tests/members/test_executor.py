@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from piaohao import ledger
-from piaohao.adapters.schema_members import disbursements
 from piaohao.alerts import list_alerts
 from piaohao.channels.spi import Outcome, PayoutResult
+from piaohao.db.schema_members import disbursements
 from piaohao.kernel.clock import FakeClock
 from piaohao.kernel.settings import Settings
 from piaohao.services import members, passwords, payouts, withdrawals

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from piaohao import ledger
-from piaohao.adapters.schema_members import members
-from piaohao.ledger import chart
+from piaohao.books import chart
+from piaohao.db.schema_members import members
+from piaohao.ledger import write as ledger
 from tests.members.conftest import PASSWORD, accounts, new_member
 
 ZERO = {"balance": {"available": 0, "frozen": 0}, "coins": {"available": 0, "held": 0},

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select
 
-from piaohao.adapters.schema_members import members
+from piaohao.db.schema_members import members
 from piaohao.services import passwords
 from tests.members.conftest import PASSWORD, accounts, fund_member, key, new_member
 

@@ -107,7 +107,7 @@ class MemberMachine(RuleBasedStateMachine):
     def _trade_no(self, topup: dict) -> str:
         from sqlalchemy import select
 
-        from piaohao.adapters.schema_members import topups as table
+        from piaohao.db.schema_members import topups as table
 
         with self.p.db.read() as conn:
             return conn.execute(select(table.c.trade_no).where(table.c.topup_no == topup["topup_no"])).scalar_one()

@@ -8,8 +8,8 @@ import httpx
 from sqlalchemy import func, select
 
 from piaohao import ledger
-from piaohao.adapters.schema import outbox_events, trades
-from piaohao.ledger import chart
+from piaohao.books import chart
+from piaohao.db.schema import outbox_events, trades
 from tests.members.conftest import accounts, new_member, pay_on_sandbox, wait_status
 from tests.support.merchant import wait_until
 

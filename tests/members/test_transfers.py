@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from piaohao.adapters.schema import outbox_events
+from piaohao.db.schema import outbox_events
 from tests.members.conftest import PASSWORD, accounts, fund_member, key, new_member
 from tests.support.merchant import wait_until
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from piaohao import ledger
-from piaohao.adapters.schema_members import disbursements
-from piaohao.ledger import chart
+from piaohao.books import chart
+from piaohao.db.schema_members import disbursements
 from tests.members.conftest import (
     BANK_OK,
     BANK_REFUSED,

@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from piaohao.adapters.db import Database, normalise_url
-from piaohao.adapters.migrate import upgrade
-from piaohao.adapters.schema import apps, merchants
+from piaohao.db.database import Database, normalise_url
+from piaohao.db.migrate import upgrade
+from piaohao.db.schema import apps, merchants
 from piaohao.kernel.clock import FakeClock
 from piaohao.kernel.ids import new_id, new_secret
 from piaohao.kernel.settings import Settings

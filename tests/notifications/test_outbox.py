@@ -12,8 +12,8 @@ import orjson
 import pytest
 from sqlalchemy import func, insert, select, update
 
-from piaohao.adapters.db import Database
-from piaohao.adapters.schema import apps, merchants, outbox_events
+from piaohao.db.database import Database
+from piaohao.db.schema import apps, merchants, outbox_events
 from piaohao.kernel import signing
 from piaohao.kernel.errors import EventNotFound
 from piaohao.kernel.ids import new_id, new_secret

@@ -6,9 +6,9 @@ import httpx
 from sqlalchemy import func, select
 
 from piaohao import ledger
-from piaohao.adapters.schema import alerts, outbox_events, payments
-from piaohao.adapters.schema_refunds import refunds
-from piaohao.ledger import chart
+from piaohao.books import chart
+from piaohao.db.schema import alerts, outbox_events, payments
+from piaohao.db.schema_refunds import refunds
 from tests.api.test_gateway import trade_body
 from tests.support.merchant import wait_until
 

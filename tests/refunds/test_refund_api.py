@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from piaohao.adapters.schema_refunds import refund_components, refunds
+from piaohao.db.schema_refunds import refund_components, refunds
 from tests.refunds.helpers import (
     books_balance,
     count,

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from sqlalchemy import insert, select, update
 
-from piaohao import ledger
-from piaohao.adapters.schema import trade_components
-from piaohao.adapters.schema_refunds import refunds
-from piaohao.ledger import chart
+from piaohao.books import chart
+from piaohao.db.schema import trade_components
+from piaohao.db.schema_refunds import refunds
+from piaohao.ledger import write as ledger
 from tests.refunds.helpers import (
     alert_count,
     available,

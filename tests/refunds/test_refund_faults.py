@@ -11,9 +11,9 @@ import orjson
 from sqlalchemy import select
 
 from piaohao import ledger
-from piaohao.adapters.schema_refunds import refunds
 from piaohao.channels.spi import Outcome, RefundResult
-from piaohao.ledger.schema import ledger_entries
+from piaohao.db.schema_ledger import ledger_entries
+from piaohao.db.schema_refunds import refunds
 from piaohao.services import refund_results as svc
 from piaohao.workers.refunds import execute_refund
 from tests.refunds.helpers import (
@@ -261,7 +261,7 @@ def test_a_refund_paid_by_the_channel_after_we_failed_it_is_taken_back_or_carrie
     assert refund_status_of(running, failed) == "failed"
     assert alert_count(running, "refund_succeeded_after_failure") == 2
     with p.db.read() as conn:
-        from piaohao.ledger import chart
+        from piaohao.books import chart
 
         suspense = chart.lookup(conn, "platform_suspense", chart.PLATFORM_OWNER_ID, "CNY")
         assert ledger.balance(conn, suspense.account_id).posted == 100  # owed to the platform

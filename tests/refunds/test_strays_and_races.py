@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from piaohao import ledger
-from piaohao.adapters.schema import payments, trades
-from piaohao.adapters.schema_refunds import refunds
+from piaohao.books import chart
 from piaohao.channels.spi import Outcome, PaymentResult
+from piaohao.db.schema import payments, trades
+from piaohao.db.schema_refunds import refunds
 from piaohao.domain import refunds as rs
-from piaohao.ledger import chart
 from piaohao.services.payments import apply_channel_result
 from tests.e2e.test_payments import signed_sandbox_notification
 from tests.refunds.helpers import (

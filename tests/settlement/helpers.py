@@ -7,7 +7,7 @@ import secrets
 import httpx
 
 from piaohao import ledger
-from piaohao.ledger import chart
+from piaohao.books import chart
 from piaohao.services.sub_merchants import change_status
 from tests.api.test_gateway import trade_body
 from tests.e2e.test_payments import start, succeed, wait_status

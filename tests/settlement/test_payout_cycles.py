@@ -6,8 +6,8 @@ import datetime as dt
 
 from sqlalchemy import func, select
 
-from piaohao.adapters.schema_members import disbursements
 from piaohao.clearing.payout_cycles import cycle_key, run_payout_cycles
+from piaohao.db.schema_members import disbursements
 from piaohao.kernel.clock import FakeClock
 from piaohao.services.sub_merchants import change_status
 from tests.settlement.helpers import BANK, balances, books_balance, create_trade, key, pay

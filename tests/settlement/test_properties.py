@@ -8,14 +8,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
-from piaohao import ledger
-from piaohao.adapters.schema import trade_components, trades
-from piaohao.adapters.schema_clearing import settlement_details, settlement_split_details, trade_orders
+from piaohao.books import chart
 from piaohao.clearing import on_trade_paid
 from piaohao.clearing.batches import run_due, verify_batch
 from piaohao.clearing.fees import add_rule
+from piaohao.db.schema import trade_components, trades
+from piaohao.db.schema_clearing import settlement_details, settlement_split_details, trade_orders
 from piaohao.kernel.errors import PiaohaoError
-from piaohao.ledger import chart
+from piaohao.ledger import write as ledger
 from piaohao.services import refunds as refund_svc
 from piaohao.services import settlement as settle_svc
 from piaohao.services import sub_merchants as subs

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import func, insert, select
 
-from piaohao.adapters.schema_clearing import receiver_counters, settlement_details, split_receivers
 from piaohao.clearing.batches import run_due
+from piaohao.db.schema_clearing import receiver_counters, settlement_details, split_receivers
 from piaohao.kernel.clock import FakeClock
 from tests.settlement.helpers import (
     BANK,

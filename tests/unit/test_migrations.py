@@ -3,9 +3,9 @@
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from piaohao.adapters.db import Database
-from piaohao.adapters.migrate import current, upgrade
-from piaohao.adapters.schema import metadata
+from piaohao.db.database import Database
+from piaohao.db.migrate import current, upgrade
+from piaohao.db.schema import metadata
 
 
 def test_migrations_match_the_schema(tmp_path):

@@ -20,8 +20,8 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 
-from piaohao.adapters.schema import nonces
 from piaohao.api.errors import error_body, status_of
+from piaohao.db.schema import nonces
 from piaohao.kernel.errors import (
     InvalidSignature,
     NonceReused,

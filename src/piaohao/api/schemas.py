@@ -19,7 +19,7 @@ class Strict(BaseModel):
 
 class SplitIn(Strict):
     receiver_id: Annotated[StrictStr, Field(min_length=1, max_length=40)]
-    amount: Annotated[StrictInt, Field(le=AMOUNT_MAX)]  # positivity: INVALID_ORDERS (piaohao.clearing.splits)
+    amount: Annotated[StrictInt, Field(le=AMOUNT_MAX)]  # positivity: INVALID_ORDERS (piaohao.domain.splits)
 
 
 class OrderIn(Strict):

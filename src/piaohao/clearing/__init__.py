@@ -3,6 +3,6 @@ order between its seller and split receivers, verified settlement batches, and t
 trade, payment and refund services call inside their own transactions. docs/settlement.md.
 """
 
-from piaohao.clearing.orders import NOT_ROUTED, on_trade_closed, on_trade_paid, order_views, refund_sources
+from piaohao.clearing.orders import on_trade_closed, on_trade_paid, order_views
 
-__all__ = ["NOT_ROUTED", "on_trade_closed", "on_trade_paid", "order_views", "refund_sources"]
+__all__ = ["on_trade_closed", "on_trade_paid", "order_views"]

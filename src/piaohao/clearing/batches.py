@@ -15,17 +15,17 @@ from datetime import datetime
 import structlog
 from sqlalchemy import Connection, func, select, tuple_
 
-from piaohao.adapters.schema_clearing import (
+from piaohao.books.settle import batch_debits_total
+from piaohao.clearing.orders import PENDING
+from piaohao.clearing.settle import settle_orders
+from piaohao.db.schema_clearing import (
     settlement_batches,
     settlement_details,
     settlement_split_details,
     trade_orders,
 )
-from piaohao.clearing.orders import PENDING
-from piaohao.clearing.settle import settle_orders
 from piaohao.kernel.clock import rfc3339
 from piaohao.kernel.errors import SettlementBatchNotFound
-from piaohao.ledger.schema import ledger_entries, ledger_legs
 from piaohao.platform import Platform
 
 log = structlog.get_logger(__name__)
@@ -100,10 +100,7 @@ def verify_batch(conn: Connection, batch_no: str) -> list[str]:
         d.batch_no == batch_no, (_o.batch_no != batch_no) | (_o.status != "settled"))).scalar_one()
     if mismatched:
         problems.append(f"{mismatched} details whose order is not settled by this batch")
-    e, leg = ledger_entries.c, ledger_legs.c
-    moved = conn.execute(select(func.coalesce(func.sum(leg.amount), 0)).join(
-        ledger_entries, e.entry_id == leg.entry_id).where(
-        e.source_type == "settlement_batch", e.source_id == batch_no, leg.amount > 0)).scalar_one()
+    moved = batch_debits_total(conn, batch_no)
     if int(moved) != b["gross_amount"] - b["refunded_amount"] + b["subsidy_amount"]:
         problems.append(f"the ledger entry debits {moved}, the batch moves "
                         f"{b['gross_amount'] - b['refunded_amount'] + b['subsidy_amount']}")

@@ -16,7 +16,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidO
 
 from sqlalchemy import Connection, insert, select
 
-from piaohao.adapters.schema_clearing import fee_rules
+from piaohao.db.schema_clearing import fee_rules
 from piaohao.kernel.errors import InvalidRequest, NoFeeRule
 from piaohao.kernel.ids import new_id
 

@@ -23,12 +23,12 @@ import structlog
 from sqlalchemy import select
 
 from piaohao import ledger
-from piaohao.adapters.schema import apps
-from piaohao.adapters.schema_clearing import sub_merchants
-from piaohao.adapters.schema_members import disbursements
+from piaohao.books import chart
+from piaohao.db.schema import apps
+from piaohao.db.schema_clearing import sub_merchants
+from piaohao.db.schema_members import disbursements
 from piaohao.domain.business import PAYOUT
 from piaohao.kernel.errors import IdempotencyConflict, PiaohaoError
-from piaohao.ledger import chart
 from piaohao.platform import Platform
 
 log = structlog.get_logger(__name__)

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Connection, and_, exists, func, insert, select, update
 
-from piaohao import ledger
-from piaohao.adapters.schema import trade_components, trades
-from piaohao.adapters.schema_clearing import (
+from piaohao.books import settle as settle_book
+from piaohao.clearing import fees
+from piaohao.clearing.orders import PENDING, SETTLED, business_date
+from piaohao.db.schema import trade_components, trades
+from piaohao.db.schema_clearing import (
     order_refunds,
     order_splits,
     settlement_batches,
@@ -32,16 +34,11 @@ from piaohao.adapters.schema_clearing import (
     settlement_split_details,
     trade_orders,
 )
-from piaohao.adapters.schema_refunds import refunds
-from piaohao.clearing import accounts, fees
-from piaohao.clearing.orders import PENDING, SETTLED, business_date
-from piaohao.clearing.splits import PLATFORM_RECEIVER, settle_order
+from piaohao.db.schema_refunds import refunds
+from piaohao.domain.splits import settle_order
 from piaohao.kernel.errors import SettlementVerificationFailed
 from piaohao.kernel.ids import new_id
 from piaohao.kernel.invariants import require
-from piaohao.ledger import chart
-from piaohao.ledger.accounts import dialect_insert
-from piaohao.ledger.schema import ledger_accounts, ledger_balances, ledger_entries, ledger_legs
 from piaohao.platform import Platform
 from piaohao.services import notifications
 
@@ -94,42 +91,6 @@ def load_facts(conn: Connection, orders: list) -> Facts:
                                            .where(trades.c.trade_no.in_(part))):
             f.notify[t] = (app_id, url)
     return f
-
-
-def receiver_account_ids(conn: Connection, merchant_id: str, receiver_ids: set[str], currency: str) -> dict:
-    """receiver_id -> settled account id, read in bulk; the missing ones are created in bulk with the
-    chart's side and constraint (INSERT ... ON CONFLICT DO NOTHING, then read back), so settling
-    across 20,000 receivers costs a few statements, not 20,000 round trips."""
-    ids = sorted(receiver_ids - {PLATFORM_RECEIVER})
-    out: dict[str, str] = {}
-    la = ledger_accounts.c
-    spec = chart.STANDARD["receiver_settled"]
-
-    def read(part):
-        out.update(dict(conn.execute(select(la.owner_id, la.account_id).where(
-            la.owner_type == spec.owner_type, la.purpose == spec.purpose, la.currency == currency,
-            la.owner_id.in_(part))).all()))
-
-    for part in _chunks(ids):
-        read(part)
-    missing = [rid for rid in ids if rid not in out]
-    if missing:
-        now = datetime.now(UTC)
-        for part in _chunks(missing):
-            rows = [{"account_id": new_id("acc"), "owner_type": spec.owner_type, "owner_id": rid,
-                     "purpose": spec.purpose, "currency": currency, "normal_side": spec.normal_side.value,
-                     "constraint_kind": spec.constraint.value, "shard_count": 1, "created_at": now} for rid in part]
-            made = set(conn.execute(dialect_insert(conn, ledger_accounts).values(rows).on_conflict_do_nothing(
-                index_elements=["owner_type", "owner_id", "purpose", "currency"]).returning(la.account_id)).scalars())
-            balances = [{"account_id": r["account_id"], "shard": 0, "posted": 0, "pending_debits": 0,
-                         "pending_credits": 0, "available": 0, "available_floor": 0}
-                        for r in rows if r["account_id"] in made]
-            if balances:
-                conn.execute(insert(ledger_balances), balances)
-            read(part)
-    if PLATFORM_RECEIVER in receiver_ids:
-        out[PLATFORM_RECEIVER] = chart.merchant_settled(conn, merchant_id, currency).account_id
-    return out
 
 
 @dataclass
@@ -193,11 +154,13 @@ def settle_group(conn: Connection, p: Platform, orders: list, facts: Facts, rule
     ).values(status=SETTLED, settled_at=now, batch_no=batch_no, updated_at=now)).rowcount
     if changed != len(details):
         raise SettlementVerificationFailed(f"batch {batch_no}: {changed} orders changed state, expected {len(details)}")
-    receiver_ids = facts.receiver_accounts.get((merchant_id, currency)) or receiver_account_ids(
-        conn, merchant_id, set(to_receiver), currency)
-    expected = _post(conn, merchant_id, seller_type, seller_id, currency, batch_no, pending_out, totals,
-                     {receiver_ids[rid]: x for rid, x in to_receiver.items()}, now)
-    _verify_ledger(conn, batch_no, expected)
+    receiver_ids = facts.receiver_accounts.get((merchant_id, currency)) or settle_book.receiver_accounts(
+        conn, merchant_id, set(to_receiver), currency, at=now)
+    expected = settle_book.post_batch(
+        conn, batch_no=batch_no, seller_type=seller_type, seller_id=seller_id, currency=currency,
+        pending_out=pending_out, subsidy=totals["subsidy_amount"], seller_amount=totals["seller_amount"],
+        fee=totals["fee_amount"], to_receiver={receiver_ids[rid]: x for rid, x in to_receiver.items()}, at=now)
+    settle_book.verify_batch_entry(conn, batch_no, expected)
     _tell_merchant(conn, p, batch_no, orders, facts, totals, now)
     return BatchResult(batch_no, seller_id, len(details), totals["seller_amount"], totals["split_amount"],
                        totals["fee_amount"])
@@ -222,36 +185,6 @@ def _verify_batch(conn: Connection, batch_no: str, count: int, totals: dict) -> 
     if totals["amount"] - totals["refunded_amount"] + totals["subsidy_amount"] != (
             totals["seller_amount"] + totals["split_amount"] + totals["fee_amount"]):
         raise SettlementVerificationFailed(f"batch {batch_no}: what moves in is not what moves out")
-
-
-def _post(conn: Connection, merchant_id: str, seller_type: str, seller_id: str, currency: str, batch_no: str,
-          pending_out: int, totals: dict, to_receiver: dict, now: datetime) -> dict[str, int]:
-    """The batch's entry; returns the expected signed amount per account (debit > 0)."""
-    want: dict[str, int] = defaultdict(int)
-    want[accounts.seller_pending(conn, seller_type, seller_id, currency).account_id] += pending_out
-    if totals["subsidy_amount"]:
-        want[chart.platform_marketing_expense(conn, currency).account_id] += totals["subsidy_amount"]
-    want[accounts.seller_settled(conn, seller_type, seller_id, currency).account_id] -= totals["seller_amount"]
-    if totals["fee_amount"]:
-        want[chart.platform_fee_income(conn, currency).account_id] -= totals["fee_amount"]
-    for account_id, amount in to_receiver.items():
-        want[account_id] -= amount
-    want = {a: x for a, x in want.items() if x}
-    if want:
-        ledger.post_entry(conn, ("settlement_batch", batch_no, "settle"),
-                          [ledger.debit(a, x) if x > 0 else ledger.credit(a, -x) for a, x in sorted(want.items())],
-                          description=f"settlement batch {batch_no} of {seller_type} {seller_id}", at=now)
-    return want
-
-
-def _verify_ledger(conn: Connection, batch_no: str, want: dict[str, int]) -> None:
-    e, leg = ledger_entries.c, ledger_legs.c
-    got = {a: int(x) for a, x in conn.execute(
-        select(leg.account_id, func.sum(leg.amount)).join(ledger_entries, e.entry_id == leg.entry_id)
-        .where(e.source_type == "settlement_batch", e.source_id == batch_no, e.operation == "settle")
-        .group_by(leg.account_id)).all() if x}
-    if got != want:
-        raise SettlementVerificationFailed(f"batch {batch_no}: the ledger says {got}, the batch {want}")
 
 
 def _tell_merchant(conn: Connection, p: Platform, batch_no: str, orders: list, facts: Facts, totals: dict,
@@ -290,7 +223,8 @@ def settle_orders(conn: Connection, p: Platform, orders: list, *, trigger: str, 
         by_currency[(o["merchant_id"], o["currency"])].update(
             r for r, _ in facts.splits.get((o["trade_no"], o["out_order_no"]), ()))
     for (merchant_id, currency), ids in by_currency.items():
-        facts.receiver_accounts[(merchant_id, currency)] = receiver_account_ids(conn, merchant_id, ids, currency)
+        facts.receiver_accounts[(merchant_id, currency)] = settle_book.receiver_accounts(conn, merchant_id, ids,
+                                                                                         currency, at=now)
     results = [settle_group(conn, p, group, facts, rules, trigger=trigger, now=now)
                for _, group in sorted(groups.items())]
     return results, skipped

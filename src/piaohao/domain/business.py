@@ -1,6 +1,6 @@
 """States of the member and merchant business types: top-ups, transfers, withdrawals, payouts.
 
-Every status column of `piaohao.adapters.schema_members` changes only through these tables; a
+Every status column of `piaohao.db.schema_members` changes only through these tables; a
 change is written as a conditional UPDATE whose WHERE clause is `sources(event)`, so a late or
 duplicated answer finds the row already final and changes nothing.
 """

@@ -1,7 +1,12 @@
-"""The double-entry ledger (capability 5): accounts, balanced idempotent entries, holds, checks.
+"""The double-entry ledger engine (capability 5): accounts, balanced idempotent entries, holds,
+reading and checks. It knows nothing of trades, members or channels: `piaohao.books` (one module
+per money flow) decides what moves where.
 
-No HTTP here: every write function takes the caller's SQLAlchemy `Connection`, so a business
-operation and its entries commit or roll back together (use `Database.write`).
+This package's own namespace is the **read** surface (balances, entries, statements, checks)
+and the leg constructors. Everything that changes the books (posting, holds, account creation,
+credit limits) is `piaohao.ledger.write`, which only `piaohao.books` may import (an import
+contract enforces it). Every write function takes the caller's SQLAlchemy `Connection`, so a
+business operation and its entries commit or roll back together (`Database.write`).
 """
 
 from piaohao.kernel.errors import (
@@ -16,9 +21,9 @@ from piaohao.kernel.errors import (
     LedgerError,
     UnbalancedEntry,
 )
-from piaohao.ledger.accounts import find_account, get_account, get_or_create_account, set_credit_limit
+from piaohao.ledger.accounts import find_account, get_account
 from piaohao.ledger.check import Violation, check
-from piaohao.ledger.holds import get_hold, post_hold, reserve, void_expired_holds, void_hold
+from piaohao.ledger.holds import get_hold
 from piaohao.ledger.model import (
     Account,
     Balance,
@@ -33,14 +38,12 @@ from piaohao.ledger.model import (
     credit,
     debit,
 )
-from piaohao.ledger.posting import post_entries, post_entry, transfer
-from piaohao.ledger.reading import Statement, balance, get_entry, statement
+from piaohao.ledger.reading import Statement, balance, entry_movements, get_entry, owner_figures, statement
 
 __all__ = [
     "Account", "AccountConflict", "AccountNotFound", "Balance", "Constraint", "CreditLimitBelowUsed", "Entry",
-    "EntryKey", "Hold", "HoldNotFound", "HoldNotPending", "EntryKeyConflict", "InsufficientFunds", "InvalidLeg",
+    "EntryKey", "EntryKeyConflict", "Hold", "HoldNotFound", "HoldNotPending", "InsufficientFunds", "InvalidLeg",
     "LedgerError", "Leg", "NewEntry", "NormalSide", "Statement", "StatementLine", "UnbalancedEntry", "Violation",
-    "balance", "check", "credit", "debit", "find_account", "get_account", "get_entry", "get_hold",
-    "get_or_create_account", "post_entries", "post_entry", "post_hold", "reserve", "set_credit_limit", "statement",
-    "transfer", "void_expired_holds", "void_hold",
+    "balance", "check", "credit", "debit", "entry_movements", "find_account", "get_account", "get_entry",
+    "get_hold", "owner_figures", "statement",
 ]

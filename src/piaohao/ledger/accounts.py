@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from piaohao.db.inserts import dialect_insert
+from piaohao.db.schema_ledger import ledger_accounts, ledger_balances
 from piaohao.kernel.errors import AccountConflict, AccountNotFound, CreditLimitBelowUsed, InvalidLeg, LedgerError
 from piaohao.kernel.ids import new_id
 from piaohao.kernel.invariants import require
 from piaohao.kernel.money import AMOUNT_MAX, CURRENCY_RE
 from piaohao.ledger.model import Account, Constraint, NormalSide
-from piaohao.ledger.schema import ledger_accounts, ledger_balances
 
 META_CACHE_MAX_ACCOUNTS = 200_000
 HOT_SHARDS_MAX = 256
@@ -42,11 +42,6 @@ class AccountMeta:
 
 _meta_cache: dict[str, AccountMeta] = {}
 _meta_lock = threading.Lock()
-
-
-def dialect_insert(conn: Connection, table):
-    """INSERT with ON CONFLICT support on both backends."""
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def _row_to_meta(row) -> AccountMeta:
@@ -172,6 +167,48 @@ def get_or_create_account(conn: Connection, owner_type: str, owner_id: str, purp
             f"{existing.shard_count} shard(s), asked for {side}/{kind}/{shard_count}",
             account_id=existing.account_id)
     return existing
+
+
+ACCOUNTS_PER_STATEMENT_MAX = 1000
+
+
+def get_or_create_accounts(conn: Connection, owner_type: str, owner_ids: Iterable[str], purpose: str, currency: str,
+                           *, normal_side: NormalSide, constraint: Constraint, at: datetime) -> dict[str, str]:
+    """owner_id -> account_id for many owners of one kind of plain account (one shard, no credit
+    limit), read in bulk; the missing ones are created in bulk (INSERT ... ON CONFLICT DO NOTHING,
+    then read back), so thousands of owners cost a few statements, not thousands of round trips."""
+    ids = sorted(set(owner_ids))
+    la = ledger_accounts.c
+    side, kind = NormalSide(normal_side), Constraint(constraint)
+    require(kind is not Constraint.CREDIT_LIMIT, "credit-limit accounts are created one by one")
+    out: dict[str, str] = {}
+    chunks = [ids[i:i + ACCOUNTS_PER_STATEMENT_MAX] for i in range(0, len(ids), ACCOUNTS_PER_STATEMENT_MAX)]
+
+    def read(part: list[str]) -> None:
+        out.update(dict(conn.execute(select(la.owner_id, la.account_id).where(
+            la.owner_type == owner_type, la.purpose == purpose, la.currency == currency,
+            la.owner_id.in_(part))).all()))
+
+    for part in chunks:
+        read(part)
+        missing = [owner_id for owner_id in part if owner_id not in out]
+        if not missing:
+            continue
+        for owner_id in missing:
+            _validate_new(owner_type, owner_id, purpose, currency, kind, None, 1)
+        rows = [{"account_id": new_id("acc"), "owner_type": owner_type, "owner_id": owner_id, "purpose": purpose,
+                 "currency": currency, "normal_side": side.value, "constraint_kind": kind.value, "shard_count": 1,
+                 "created_at": at} for owner_id in missing]
+        made = set(conn.execute(dialect_insert(conn, ledger_accounts).values(rows).on_conflict_do_nothing(
+            index_elements=["owner_type", "owner_id", "purpose", "currency"]).returning(la.account_id)).scalars())
+        floor = _floor_for(kind, None)
+        balances = [{"account_id": r["account_id"], "shard": 0, "posted": 0, "pending_debits": 0,
+                     "pending_credits": 0, "available": 0, "available_floor": floor}
+                    for r in rows if r["account_id"] in made]
+        if balances:
+            conn.execute(ledger_balances.insert(), balances)
+        read(missing)
+    return out
 
 
 def set_credit_limit(conn: Connection, account_id: str, limit_minor: int) -> Account:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy import Connection, text
 
-from piaohao.adapters.db import Database
+from piaohao.db.database import Database
 
 SIGN = "(CASE WHEN a.normal_side = 'debit' THEN 1 ELSE -1 END)"
 

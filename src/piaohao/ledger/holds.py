@@ -17,12 +17,12 @@ from datetime import datetime
 
 from sqlalchemy import Connection, or_, select, update
 
-from piaohao.adapters.db import Database
+from piaohao.db.database import Database
+from piaohao.db.schema_ledger import ledger_holds, ledger_legs
 from piaohao.kernel.errors import HoldNotFound, HoldNotPending
 from piaohao.ledger.accounts import account_meta
 from piaohao.ledger.model import Entry, EntryKey, Hold, Leg, fast_id, instant, validate_legs
 from piaohao.ledger.posting import Item, Mode, leg_delta, load_entries, write_entries
-from piaohao.ledger.schema import ledger_holds, ledger_legs
 from piaohao.ledger.store import apply_deltas
 
 HOLD_SOURCE_TYPE = "ledger_hold"  # key of the entry that posts a hold: (ledger_hold, hold_id, post)

@@ -31,6 +31,7 @@ from enum import Enum
 
 from sqlalchemy import Connection, select, tuple_
 
+from piaohao.db.schema_ledger import ledger_entries, ledger_legs
 from piaohao.kernel.errors import EntryKeyConflict, InsufficientFunds, InvalidLeg
 from piaohao.ledger.accounts import AccountMeta, account_meta
 from piaohao.ledger.model import (
@@ -46,7 +47,6 @@ from piaohao.ledger.model import (
     validate_amount,
     validate_legs,
 )
-from piaohao.ledger.schema import ledger_entries, ledger_legs
 from piaohao.ledger.store import EntryRow, LegRow, post_rows, sum_deltas
 
 _e = ledger_entries.c

@@ -7,11 +7,11 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, select
 
+from piaohao.db.schema_ledger import ledger_accounts, ledger_balances, ledger_entries, ledger_legs
 from piaohao.kernel.errors import AccountNotFound
 from piaohao.ledger.accounts import account_meta
 from piaohao.ledger.model import Balance, Entry, EntryKey, StatementLine
 from piaohao.ledger.posting import load_entries
-from piaohao.ledger.schema import ledger_balances, ledger_entries, ledger_legs
 
 _b = ledger_balances.c
 _e = ledger_entries.c
@@ -76,3 +76,27 @@ def statement(conn: Connection, account_id: str, start: datetime | None = None,
             debit=r.amount if r.amount > 0 else 0, credit=-r.amount if r.amount < 0 else 0,
             change=change, running_balance=running, description=r.description))
     return Statement(account_id, start, end, opening, running, lines)
+
+
+def owner_figures(conn: Connection, owner_type: str, owner_id: str, currency: str
+                  ) -> dict[str, tuple[int, int, int, int | None]]:
+    """purpose -> (posted, pending_debits, available, available_floor) of every account an owner
+    has in a currency, shards summed, in one query."""
+    a, b = ledger_accounts.c, ledger_balances.c
+    rows = conn.execute(
+        select(a.purpose, func.sum(b.posted), func.sum(b.pending_debits), func.sum(b.available),
+               func.min(b.available_floor))
+        .join(ledger_balances, b.account_id == a.account_id)
+        .where(a.owner_type == owner_type, a.owner_id == owner_id, a.currency == currency)
+        .group_by(a.purpose)).all()
+    return {r[0]: (int(r[1]), int(r[2]), int(r[3]), r[4]) for r in rows}
+
+
+def entry_movements(conn: Connection, key: EntryKey | tuple[str, str, str]) -> dict[str, int]:
+    """account_id -> signed amount (debit > 0) that the entry under `key` moved; {} when none."""
+    source_type, source_id, operation = key
+    e, leg = ledger_entries.c, ledger_legs.c
+    return {a: int(x) for a, x in conn.execute(
+        select(leg.account_id, func.sum(leg.amount)).join(ledger_entries, e.entry_id == leg.entry_id)
+        .where(e.source_type == source_type, e.source_id == source_id, e.operation == operation)
+        .group_by(leg.account_id)).all() if x}

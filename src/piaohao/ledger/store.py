@@ -22,8 +22,8 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, select, text, tuple_, update
 from sqlalchemy.dialects import sqlite
 
+from piaohao.db.schema_ledger import ledger_balances, ledger_entries, ledger_legs
 from piaohao.kernel.errors import AccountNotFound, InsufficientFunds
-from piaohao.ledger.schema import ledger_balances, ledger_entries, ledger_legs
 
 RowKey = tuple[str, int]  # (account_id, shard)
 Delta = tuple[int, int, int, int]  # posted, pending_debits, pending_credits, available

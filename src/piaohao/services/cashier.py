@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from piaohao import ledger
+from piaohao.books import chart
 from piaohao.domain.composition import INTERNAL_METHODS
 from piaohao.kernel.clock import rfc3339
-from piaohao.ledger import chart
 from piaohao.platform import Platform
 from piaohao.services import funding
 from piaohao.services.payments import find_trade_by_token, start_payment

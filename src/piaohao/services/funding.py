@@ -14,24 +14,23 @@ from datetime import datetime
 from sqlalchemy import Connection, insert, select, update
 
 from piaohao import clearing as settlement_clearing
-from piaohao import ledger
-from piaohao.adapters.schema import merchants, trade_components, trades
+from piaohao.books import own_methods
+from piaohao.db.schema import merchants, trade_components, trades
 from piaohao.domain import trades as trade_states
 from piaohao.domain.composition import Part, check_coins_cap, compose
 from piaohao.domain.trades import TRADE_STATES
 from piaohao.kernel.errors import (
     InsufficientBalance,
+    InsufficientFunds,
     InvalidRequest,
     MethodNotAvailable,
     TradeNotPayable,
 )
-from piaohao.ledger import chart
 from piaohao.platform import Platform
 from piaohao.services import notifications
 from piaohao.services.views import load_components, load_orders, trade_view
 
 HELD, PAID, RELEASED, PENDING = "held", "paid", "released", "pending"
-MEMBER_ACCOUNT = {"balance": chart.member_balance, "coins": chart.member_coins, "credit": chart.member_credit}
 
 
 def parse_parts(p: Platform, trade, method: str | None, components: list[tuple[str, int | None]] | None
@@ -57,10 +56,6 @@ def check_password(p: Platform, trade, password: str | None) -> None:
     verify_payment_password(p, trade["member_id"], password, p.clock.now())
 
 
-def _member_account(conn: Connection, method: str, member_id: str, currency: str):
-    return MEMBER_ACCOUNT[method](conn, member_id, currency)
-
-
 def pay_internal_only(p: Platform, trade_no: str, parts: list[Part]) -> dict:
     """Spend every part at once and mark the trade paid, in one transaction."""
     now = p.clock.now()
@@ -70,13 +65,12 @@ def pay_internal_only(p: Platform, trade_no: str, parts: list[Part]) -> dict:
 
         t = lock_trade(conn, trade_no)
         _payable(t, now)
-        pending = chart.merchant_pending_settlement(conn, t["merchant_id"], t["currency"])
         try:
             for part in parts:
-                source = _member_account(conn, part.method, t["member_id"], t["currency"])
-                ledger.transfer(conn, ("trade", trade_no, f"pay:{part.method}"), source.account_id,
-                                pending.account_id, part.amount, description=f"trade {trade_no} paid", at=now)
-        except ledger.InsufficientFunds:
+                own_methods.pay_directly(conn, trade_no=trade_no, method=part.method, member_id=t["member_id"],
+                                         merchant_id=t["merchant_id"], currency=t["currency"], amount=part.amount,
+                                         at=now)
+        except InsufficientFunds:
             raise InsufficientBalance("not enough available balance, coins or credit") from None
         settlement_clearing.on_trade_paid(conn, p, t, now)  # orders -> their sellers' pending settlement
         for part in parts:
@@ -114,19 +108,15 @@ def hold_for_channel(conn: Connection, t, parts: list[Part], attempt: str, now: 
         if {(c["method"], c["amount"]) for c in held} != wanted:
             raise TradeNotPayable("another payment of this trade is in progress")
         return sum(x.amount for x in parts if not x.internal)
-    pending = chart.merchant_pending_settlement(conn, t["merchant_id"], t["currency"])
     for part in parts:
         hold_id = None
         if part.internal:
-            source = _member_account(conn, part.method, t["member_id"], t["currency"])
             try:
-                hold = ledger.reserve(conn, ("trade", t["trade_no"], f"hold:{part.method}:{attempt}"),
-                                      [ledger.debit(source.account_id, part.amount),
-                                       ledger.credit(pending.account_id, part.amount)],
-                                      description=f"trade {t['trade_no']} held while the channel collects", at=now)
-            except ledger.InsufficientFunds:
+                hold_id = own_methods.hold(conn, trade_no=t["trade_no"], method=part.method, attempt=attempt,
+                                           member_id=t["member_id"], merchant_id=t["merchant_id"],
+                                           currency=t["currency"], amount=part.amount, at=now)
+            except InsufficientFunds:
                 raise InsufficientBalance("not enough available balance, coins or credit") from None
-            hold_id = hold.hold_id
         conn.execute(insert(trade_components).values(
             trade_no=t["trade_no"], attempt=attempt, method=part.method,
             kind="internal" if part.internal else "channel",
@@ -140,7 +130,7 @@ def check_same_composition(conn: Connection, t, attempt: str, parts: list[Part] 
     rows = conn.execute(select(trade_components.c.method, trade_components.c.amount).where(
         trade_components.c.trade_no == t["trade_no"], trade_components.c.attempt == attempt,
         trade_components.c.status.in_((HELD, PENDING)))).all()
-    internal_held = {(m, a) for m, a in rows if m in MEMBER_ACCOUNT}
+    internal_held = {(m, a) for m, a in rows if m in own_methods.MEMBER_ACCOUNT}
     internal_wanted = {(x.method, x.amount) for x in parts or () if x.internal}
     if internal_held != internal_wanted:
         raise TradeNotPayable("another payment of this trade is in progress")
@@ -159,7 +149,7 @@ def spend_held(conn: Connection, trade_no: str, attempt: str, now: datetime) -> 
     for c in conn.execute(select(trade_components).where(
             trade_components.c.trade_no == trade_no, trade_components.c.attempt == attempt,
             trade_components.c.status == HELD)).mappings().all():
-        ledger.post_hold(conn, c["hold_id"], description=f"trade {trade_no} paid", at=now)
+        own_methods.spend(conn, c["hold_id"], trade_no=trade_no, at=now)
         conn.execute(update(trade_components).where(
             trade_components.c.trade_no == trade_no, trade_components.c.attempt == c["attempt"],
             trade_components.c.method == c["method"], trade_components.c.status == HELD).values(
@@ -180,7 +170,7 @@ def release_held(conn: Connection, trade_no: str, now: datetime, *, attempt: str
     rows = conn.execute(q).mappings().all()
     for c in rows:
         if c["hold_id"]:
-            ledger.void_hold(conn, c["hold_id"], at=now)
+            own_methods.release(conn, c["hold_id"], at=now)
         conn.execute(update(trade_components).where(
             trade_components.c.trade_no == trade_no, trade_components.c.attempt == c["attempt"],
             trade_components.c.method == c["method"], trade_components.c.status == c["status"]).values(

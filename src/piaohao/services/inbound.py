@@ -6,9 +6,9 @@ import structlog
 from prometheus_client import Counter
 from sqlalchemy import insert
 
-from piaohao.adapters.schema import channel_notifications
 from piaohao.alerts import WARNING, raise_alert
 from piaohao.channels.spi import NotificationAck, NotificationRejected, Outcome, PaymentResult, RefundResult
+from piaohao.db.schema import channel_notifications
 from piaohao.platform import Platform
 from piaohao.services.payments import apply_channel_result, schedule_query_now
 from piaohao.services.refund_results import apply_refund_notification

@@ -1,7 +1,7 @@
 """Members (the merchant's buyers who hold money on the platform): create, read, coins, credit line.
 
 A member's money lives in four ledger accounts, all in the member's currency and all created
-with the member (`piaohao.ledger.chart`):
+with the member (`piaohao.books.chart`):
 - `member_balance` (credit normal, never negative): `accounts.balance.available` is its
   `available` (posted minus pending holds that spend it);
 - `member_frozen` (never negative): `accounts.balance.frozen`, money of withdrawals in flight;
@@ -19,17 +19,16 @@ from dataclasses import dataclass
 
 import orjson
 import structlog
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
 from piaohao import ledger
-from piaohao.adapters.schema_members import coin_grants, members
+from piaohao.books import chart, coins
+from piaohao.db.inserts import insert_if_absent
+from piaohao.db.schema_members import coin_grants, members
 from piaohao.kernel.clock import rfc3339
-from piaohao.kernel.errors import IdempotencyConflict, InvalidRequest, MemberNotFound
+from piaohao.kernel.errors import CreditLimitBelowUsed, IdempotencyConflict, InvalidRequest, MemberNotFound
 from piaohao.kernel.ids import new_id
 from piaohao.kernel.money import CURRENCY_EXPONENT, is_valid_amount
-from piaohao.ledger import chart
-from piaohao.ledger.accounts import dialect_insert
-from piaohao.ledger.schema import ledger_accounts, ledger_balances
 from piaohao.platform import Platform
 from piaohao.services.passwords import hash_password
 
@@ -52,14 +51,7 @@ def check_amount(amount: object, *, allow_zero: bool = False) -> int:
 
 def member_accounts(conn: Connection, member_id: str, currency: str) -> dict:
     """The member's `accounts` object, read from the ledger in one query (shards summed)."""
-    a, b = ledger_accounts.c, ledger_balances.c
-    rows = conn.execute(
-        select(a.purpose, func.sum(b.posted), func.sum(b.pending_debits), func.sum(b.available),
-               func.min(b.available_floor))
-        .join(ledger_balances, b.account_id == a.account_id)
-        .where(a.owner_type == "member", a.owner_id == member_id, a.currency == currency)
-        .group_by(a.purpose)).all()
-    got = {r[0]: (int(r[1]), int(r[2]), int(r[3]), r[4]) for r in rows}
+    got = ledger.owner_figures(conn, "member", member_id, currency)
     zero = (0, 0, 0, 0)
     _, _, balance_available, _ = got.get("balance", zero)
     frozen_posted, _, _, _ = got.get("frozen", zero)
@@ -149,9 +141,7 @@ def create_member(p: Platform, merchant_id: str, req: NewMember) -> tuple[dict, 
            "password_locked_until": None, "created_at": now, "updated_at": now}
 
     def tx(conn: Connection) -> tuple[dict, bool]:
-        inserted = conn.execute(dialect_insert(conn, members).values(**row).on_conflict_do_nothing(
-            index_elements=["merchant_id", "out_member_id"]).returning(m.member_id)).first()
-        if inserted is None:  # an identical request won the race
+        if not insert_if_absent(conn, members, row, ["merchant_id", "out_member_id"]):  # a twin won the race
             existing = conn.execute(select(members).where(m.merchant_id == merchant_id,
                                                           m.out_member_id == req.out_member_id)).mappings().one()
             _same_member(existing, req)
@@ -203,14 +193,10 @@ def grant_coins(p: Platform, merchant_id: str, member_id: str, req: NewCoinGrant
         row = {"grant_no": new_id("cg"), "merchant_id": merchant_id, "member_id": member_id,
                "out_request_no": req.out_request_no, "amount": req.amount, "currency": member["currency"],
                "reason": req.reason, "request_hash": digest, "created_at": now}
-        inserted = conn.execute(dialect_insert(conn, coin_grants).values(**row).on_conflict_do_nothing(
-            index_elements=["merchant_id", "out_request_no"]).returning(g.grant_no)).first()
-        if inserted is None:
+        if not insert_if_absent(conn, coin_grants, row, ["merchant_id", "out_request_no"]):
             return replay(conn), False
-        expense = chart.platform_marketing_expense(conn, member["currency"])
-        coins = chart.member_coins(conn, member_id, member["currency"])
-        ledger.transfer(conn, ("coin_grant", row["grant_no"], "grant"), expense.account_id, coins.account_id,
-                        req.amount, description=f"coins granted to {member_id}", at=now)
+        coins.grant(conn, grant_no=row["grant_no"], member_id=member_id, currency=member["currency"],
+                    amount=req.amount, at=now)
         return grant_view(p, row), True
 
     view, created = p.db.write(tx)
@@ -228,12 +214,11 @@ def set_credit_limit(p: Platform, merchant_id: str, member_id: str, limit: int) 
 
     def tx(conn: Connection) -> dict:
         member = load_member(conn, merchant_id, member_id)
-        account = chart.member_credit(conn, member_id, member["currency"])
         try:
-            ledger.set_credit_limit(conn, account.account_id, limit)
-        except ledger.CreditLimitBelowUsed:
+            coins.set_credit_limit(conn, member_id=member_id, currency=member["currency"], limit=limit)
+        except CreditLimitBelowUsed:
             used = member_accounts(conn, member_id, member["currency"])["credit"]["used"]
-            raise ledger.CreditLimitBelowUsed(f"the member has used {used} of the credit line; "
+            raise CreditLimitBelowUsed(f"the member has used {used} of the credit line; "
                                               f"the limit cannot be set to {limit}") from None
         return _view_of(p, conn, member)
 

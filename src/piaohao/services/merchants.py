@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import insert, select, update
 
-from piaohao.adapters.db import Database
-from piaohao.adapters.schema import apps, merchants
+from piaohao.db.database import Database
+from piaohao.db.schema import apps, merchants
 from piaohao.kernel.errors import AppNotFound, InvalidRequest, MerchantNotFound
 from piaohao.kernel.ids import new_id, new_secret
 

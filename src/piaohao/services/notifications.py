@@ -25,8 +25,8 @@ import orjson
 from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from piaohao.adapters.db import Database
-from piaohao.adapters.schema import notification_attempts, outbox_events
+from piaohao.db.database import Database
+from piaohao.db.schema import notification_attempts, outbox_events
 from piaohao.domain.states import StateMachine
 from piaohao.kernel.clock import rfc3339
 from piaohao.kernel.errors import EventNotFound

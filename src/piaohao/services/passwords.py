@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy import case, literal, or_, select, update
 
-from piaohao.adapters.db import Database
-from piaohao.adapters.schema_members import members
+from piaohao.db.database import Database
+from piaohao.db.schema_members import members
 from piaohao.kernel.errors import InvalidPaymentPassword, InvalidRequest, MemberNotFound, PaymentPasswordLocked
 
 log = structlog.get_logger(__name__)

@@ -16,17 +16,16 @@ from prometheus_client import Counter
 from sqlalchemy import Connection, func, insert, select, update
 
 from piaohao import clearing as settlement_clearing
-from piaohao import ledger
-from piaohao.adapters.schema import payments, trade_components, trades
 from piaohao.alerts import raise_alert
+from piaohao.books import collect
 from piaohao.channels.spi import CreatePayment, Outcome, PaymentResult
+from piaohao.db.schema import payments, trade_components, trades
 from piaohao.domain import payments as pay_states
 from piaohao.domain import trades as trade_states
 from piaohao.domain.payments import PAYMENT_STATES
 from piaohao.domain.trades import TRADE_STATES
 from piaohao.kernel.errors import ChannelUnavailable, TradeNotFound, TradeNotPayable
 from piaohao.kernel.ids import new_id
-from piaohao.ledger import chart
 from piaohao.platform import Platform
 from piaohao.services import funding, notifications, strays
 from piaohao.services.views import load_components, load_orders, trade_view
@@ -173,13 +172,11 @@ def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, so
         pay["channel_txn_no"], paid_at=paid_at, finished_at=now, next_query_at=None, updated_at=now))
     trade = conn.execute(select(trades).where(trades.c.trade_no == pay["trade_no"]).with_for_update()
                          ).mappings().first()
-    clearing = chart.channel_clearing(conn, pay["channel"], pay["currency"])
     covers = pay["amount"] + funding.held_total(conn, trade["trade_no"], pay["operation"]) == trade["amount"]
     if trade["status"] != trade_states.PENDING or not covers:
         # The channel holds the buyer's money; it belongs to nobody's sale: park it in suspense.
-        suspense = chart.platform_suspense(conn, pay["currency"])
-        ledger.transfer(conn, ("payment", pay["payment_no"], "succeed"), clearing.account_id, suspense.account_id,
-                        pay["amount"], description="paid without a payable trade: to be refunded", at=now)
+        collect.to_suspense(conn, payment_no=pay["payment_no"], channel=pay["channel"], currency=pay["currency"],
+                            amount=pay["amount"], at=now)
         strays.on_stray_payment(conn, p, trade, pay, now)
         # Paid after close/expiry, or a second payment for a paid trade: the buyer's money is real and
         # must go back to them. Never counted as the merchant's sale.
@@ -199,11 +196,10 @@ def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, so
     paid = dict(trade, status=new_status, paid_at=paid_at, paid_payment_no=pay["payment_no"], updated_at=now)
     handler = PAID_HANDLERS.get(trade["purpose"])
     if handler is not None:
-        handler(conn, p, paid, pay, clearing, now)
+        handler(conn, p, paid, pay, now)
         return "succeeded"
-    pending = chart.merchant_pending_settlement(conn, trade["merchant_id"], pay["currency"])
-    ledger.transfer(conn, ("payment", pay["payment_no"], "succeed"), clearing.account_id, pending.account_id,
-                    pay["amount"], description=f"trade {trade['trade_no']} paid", at=now)
+    collect.to_merchant(conn, payment_no=pay["payment_no"], channel=pay["channel"], merchant_id=trade["merchant_id"],
+                        currency=pay["currency"], amount=pay["amount"], trade_no=trade["trade_no"], at=now)
     settlement_clearing.on_trade_paid(conn, p, trade, now)  # orders -> their sellers' pending settlement
     notifications.enqueue(conn, now=now, merchant_id=trade["merchant_id"], app_id=trade["app_id"],
                           type="trade.succeeded", subject_id=trade["trade_no"],

@@ -28,9 +28,11 @@ import structlog
 from sqlalchemy import Connection, select, update
 
 from piaohao import ledger
-from piaohao.adapters.schema_members import disbursements
 from piaohao.alerts import raise_alert
+from piaohao.books import chart, payout, withdraw
 from piaohao.channels.spi import Outcome, PayoutResult
+from piaohao.db.inserts import Raced, insert_once
+from piaohao.db.schema_members import disbursements
 from piaohao.domain.business import DISBURSEMENT_STATES, PAYOUT, PROCESSING, WITHDRAWAL
 from piaohao.kernel.clock import rfc3339
 from piaohao.kernel.errors import (
@@ -44,8 +46,6 @@ from piaohao.kernel.errors import (
 from piaohao.kernel.ids import new_id
 from piaohao.kernel.invariants import require
 from piaohao.kernel.money import CURRENCY_EXPONENT
-from piaohao.ledger import chart
-from piaohao.ledger.accounts import dialect_insert
 from piaohao.platform import Platform
 from piaohao.services import notifications
 from piaohao.services.members import check_amount, fingerprint
@@ -121,10 +121,6 @@ def get_disbursement(p: Platform, merchant_id: str, kind: str, *, number: str | 
 
 # --- creating (shared by withdrawals and payouts) --------------------------------------------------
 
-class _Raced(Exception):
-    pass
-
-
 def new_row(p: Platform, kind: str, *, merchant_id: str, app_id: str, out_request_no: str, amount: int,
             currency: str, account: BankAccount, notify_url: str | None, request_hash: str,
             member_id: str | None = None, sub_merchant_id: str | None = None) -> dict:
@@ -151,10 +147,7 @@ def create_disbursement(p: Platform, row: dict, set_aside) -> tuple[dict, bool]:
 
     def tx(conn: Connection) -> dict:
         r = dict(row)  # a retried transaction starts from the original row
-        inserted = conn.execute(dialect_insert(conn, disbursements).values(**r).on_conflict_do_nothing(
-            index_elements=["merchant_id", "kind", "out_request_no"]).returning(_d.disbursement_no)).first()
-        if inserted is None:
-            raise _Raced()
+        insert_once(conn, disbursements, r, ["merchant_id", "kind", "out_request_no"])
         try:
             set_aside(conn, r)
         except ledger.InsufficientFunds:
@@ -163,7 +156,7 @@ def create_disbursement(p: Platform, row: dict, set_aside) -> tuple[dict, bool]:
 
     try:
         view = p.db.write(tx)
-    except _Raced:
+    except Raced:
         with p.db.read() as conn:
             return replay(find_disbursement(conn, row["merchant_id"], row["kind"], row["out_request_no"])), False
     log.info(f"{row['kind']}.created", number=row["disbursement_no"], amount=row["amount"],
@@ -226,17 +219,11 @@ def create_payout(p: Platform, merchant_id: str, app_id: str, req: NewPayout) ->
     def set_aside(conn: Connection, r: dict) -> None:
         if req.sub_merchant_id is not None:
             _check_sub_merchant_may_pay_out(conn, merchant_id, req.sub_merchant_id)
-            settled = chart.standard_account(conn, "sub_merchant_settled", req.sub_merchant_id, r["currency"])
-        else:
-            settled = chart.merchant_settled(conn, merchant_id, r["currency"])
-        clearing = chart.channel_clearing(conn, r["channel"], r["currency"])
-        hold = ledger.reserve(conn, ("payout", r["disbursement_no"], "reserve"),
-                              [ledger.debit(settled.account_id, r["amount"]),
-                               ledger.credit(clearing.account_id, r["amount"])],
-                              description=f"payout {r['disbursement_no']} in flight", at=r["created_at"])
-        conn.execute(update(disbursements).where(_d.disbursement_no == r["disbursement_no"])
-                     .values(hold_id=hold.hold_id))
-        r["hold_id"] = hold.hold_id
+        hold_id = payout.reserve(conn, payout_no=r["disbursement_no"], merchant_id=merchant_id,
+                                 sub_merchant_id=req.sub_merchant_id, channel=r["channel"], currency=r["currency"],
+                                 amount=r["amount"], at=r["created_at"])
+        conn.execute(update(disbursements).where(_d.disbursement_no == r["disbursement_no"]).values(hold_id=hold_id))
+        r["hold_id"] = hold_id
 
     return create_disbursement(p, row, set_aside)
 
@@ -287,19 +274,16 @@ def _finish(conn: Connection, p: Platform, d, outcome: Outcome, result: PayoutRe
     require(done == 1, "the row is locked and processing")
     no, amount, currency = d["disbursement_no"], d["amount"], d["currency"]
     if d["kind"] == WITHDRAWAL:
-        frozen = chart.member_frozen(conn, d["member_id"], currency)
         if event == "succeed":
-            clearing = chart.channel_clearing(conn, d["channel"], currency)
-            ledger.transfer(conn, ("withdrawal", no, "pay_out"), frozen.account_id, clearing.account_id, amount,
-                            description=f"withdrawal {no} paid by the bank", at=now)
+            withdraw.pay_out(conn, withdrawal_no=no, member_id=d["member_id"], channel=d["channel"],
+                             currency=currency, amount=amount, at=now)
         else:
-            balance = chart.member_balance(conn, d["member_id"], currency)
-            ledger.transfer(conn, ("withdrawal", no, "unfreeze"), frozen.account_id, balance.account_id, amount,
-                            description=f"withdrawal {no} refused by the bank", at=now)
+            withdraw.unfreeze(conn, withdrawal_no=no, member_id=d["member_id"], currency=currency, amount=amount,
+                              at=now)
     elif event == "succeed":
-        ledger.post_hold(conn, d["hold_id"], description=f"payout {no} paid by the bank", at=now)
+        payout.paid(conn, d["hold_id"], payout_no=no, at=now)
     else:
-        ledger.void_hold(conn, d["hold_id"], at=now)
+        payout.refused(conn, d["hold_id"], at=now)
     final = dict(d, status=new_status, finished_at=now, updated_at=now, fail_reason=fail_reason)
     notifications.enqueue(conn, now=now, merchant_id=d["merchant_id"], app_id=d["app_id"],
                           type=f"{d['kind']}.{new_status}", subject_id=no, data=disbursement_view(p, final),

@@ -15,26 +15,26 @@ from prometheus_client import Counter
 from sqlalchemy import Connection, select, update
 
 from piaohao import ledger
-from piaohao.adapters.schema import trade_components, trades
-from piaohao.adapters.schema_refunds import refunds
 from piaohao.alerts import WARNING, raise_alert
+from piaohao.books import refund as refund_book
+from piaohao.books import stray
+from piaohao.books.refund import legs_builder, take_from_merchant
 from piaohao.channels.spi import Outcome, RefundResult
+from piaohao.db.schema import trade_components, trades
+from piaohao.db.schema_refunds import refunds
 from piaohao.domain import refunds as rs
 from piaohao.domain import trades as trade_states
 from piaohao.domain.refunds import REFUND_STATES, Draw
 from piaohao.kernel.errors import InsufficientBalance
 from piaohao.kernel.invariants import require
-from piaohao.ledger import chart
 from piaohao.platform import Platform
 from piaohao.services import notifications
 from piaohao.services.refunds import (
     PAID,
     after_success,
     components_of,
-    legs_builder,
     release_components,
     reserve_components,
-    take_from_merchant,
     view_of,
 )
 
@@ -106,10 +106,8 @@ def _finish(conn: Connection, r, event: str, now: datetime, *, channel_refund_no
 
 
 def _stray_to_clearing(conn: Connection, r, operation: str, amount: int, now: datetime) -> None:
-    suspense = chart.platform_suspense(conn, r["currency"])
-    clearing = chart.channel_clearing(conn, r["channel"], r["currency"])
-    ledger.transfer(conn, ("refund", r["refund_no"], operation), suspense.account_id, clearing.account_id, amount,
-                    description=f"refund {r['refund_no']} paid back by the channel", at=now)
+    stray.returned(conn, refund_no=r["refund_no"], operation=operation, channel=r["channel"],
+                   currency=r["currency"], amount=amount, at=now)
 
 
 def _succeed(conn: Connection, p: Platform, t, r, result: RefundResult, now: datetime) -> None:
@@ -118,7 +116,7 @@ def _succeed(conn: Connection, p: Platform, t, r, result: RefundResult, now: dat
         _finish(conn, r, "succeed", now, channel_refund_no=result.channel_refund_no)
         return
     if r["hold_id"]:
-        ledger.post_hold(conn, r["hold_id"], description=f"refund {r['refund_no']} paid by the channel", at=now)
+        refund_book.paid_by_channel(conn, r["hold_id"], refund_no=r["refund_no"], at=now)
     done = _finish(conn, r, "succeed", now, channel_refund_no=result.channel_refund_no)
     after_success(conn, p, t, done, now)
 
@@ -132,7 +130,7 @@ def _fail(conn: Connection, p: Platform, t, r, error: str, now: datetime) -> Non
                     details={"trade_no": r["trade_no"], "payment_no": r["payment_no"]})
         return
     if r["hold_id"]:
-        ledger.void_hold(conn, r["hold_id"], at=now)
+        refund_book.refused_by_channel(conn, r["hold_id"], at=now)
     released = conn.execute(update(trades).where(
         trades.c.trade_no == r["trade_no"], trades.c.refunded_amount >= r["amount"]).values(
         refunded_amount=trades.c.refunded_amount - r["amount"], updated_at=now)).rowcount
@@ -158,8 +156,7 @@ def _late_success(conn: Connection, p: Platform, t, r, result: RefundResult, now
         raise_alert(conn, now=now, kind="refund_succeeded_after_failure", severity=WARNING, subject_type="refund",
                     subject_id=r["refund_no"], message="a stray refund we had failed was paid by the channel")
         return "late_succeeded"
-    key = ("refund", r["refund_no"], "late_to_suspense")
-    if ledger.get_entry(conn, key) is not None:
+    if ledger.get_entry(conn, stray.late_refund_key(r["refund_no"])) is not None:
         return "duplicate"  # already carried in suspense: an operator has it
     parts = components_of(conn, r["refund_no"])
     if _can_take_back(conn, t, r, parts):
@@ -182,10 +179,8 @@ def _late_success(conn: Connection, p: Platform, t, r, result: RefundResult, now
                         message=f"refund {r['refund_no']} was paid by the channel after we had failed it; "
                                 "it is now succeeded and the merchant told so")
             return "late_succeeded"
-    suspense = chart.platform_suspense(conn, r["currency"])
-    clearing = chart.channel_clearing(conn, r["channel"], r["currency"])
-    ledger.transfer(conn, key, suspense.account_id, clearing.account_id, r["channel_amount"],
-                    description=f"refund {r['refund_no']} paid after it failed: to be recovered", at=now)
+    stray.carried_in_suspense(conn, refund_no=r["refund_no"], channel=r["channel"], currency=r["currency"],
+                              amount=r["channel_amount"], at=now)
     conn.execute(update(refunds).where(refunds.c.refund_no == r["refund_no"]).values(
         channel_refund_no=result.channel_refund_no or r["channel_refund_no"], updated_at=now))
     raise_alert(conn, now=now, kind="refund_succeeded_after_failure", subject_type="refund",

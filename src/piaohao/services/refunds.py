@@ -25,9 +25,9 @@ import structlog
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from piaohao import clearing, ledger
-from piaohao.adapters.schema import payments, trade_components, trades
-from piaohao.adapters.schema_refunds import refund_components, refunds
+from piaohao.books.refund import legs_builder, take_from_merchant
+from piaohao.db.schema import payments, trade_components, trades
+from piaohao.db.schema_refunds import refund_components, refunds
 from piaohao.domain import refunds as rs
 from piaohao.domain import trades as trade_states
 from piaohao.domain.refunds import Component, Draw, allocate
@@ -35,7 +35,6 @@ from piaohao.domain.trades import TRADE_STATES
 from piaohao.kernel.clock import rfc3339
 from piaohao.kernel.errors import (
     IdempotencyConflict,
-    InsufficientBalance,
     InvalidRequest,
     RefundAmountExceeded,
     RefundNotFound,
@@ -45,16 +44,11 @@ from piaohao.kernel.errors import (
 from piaohao.kernel.ids import new_id
 from piaohao.kernel.invariants import require
 from piaohao.kernel.money import is_valid_amount
-from piaohao.ledger import chart
 from piaohao.platform import Platform
 from piaohao.services import notifications
 
 log = structlog.get_logger(__name__)
 
-MEMBER_ACCOUNTS = {"balance": chart.member_balance, "coins": chart.member_coins, "credit": chart.member_credit}
-# Where the merchant's side of a refund is taken from, in this order: the money of the trade waits
-# in pending settlement until it is settled; after settlement it is taken from the settled money.
-MERCHANT_SOURCES = ("merchant_pending_settlement", "merchant_settled")
 PAID = "paid"  # trade_components.status of a component that has paid
 
 
@@ -258,48 +252,6 @@ def release_components(conn: Connection, trade_no: str, parts: list, now: dateti
             c.refunded_amount >= part["amount"]).values(
             refunded_amount=c.refunded_amount - part["amount"], updated_at=now)).rowcount
         require(done == 1, f"component {part['method']} of {trade_no} has less reserved than {part['amount']}")
-
-
-def legs_builder(conn: Connection, t, draws: list[Draw], paid: dict, channel: str | None):
-    """The refund's legs, given the merchant account they are taken from: credit the channel's
-    clearing account (the channel pays the buyer back) and each member's account."""
-    currency = t["currency"]
-    credits: list[tuple[str, int]] = []
-    for d in draws:
-        if d.kind == "channel":
-            credits.append((chart.channel_clearing(conn, channel, currency).account_id, d.amount))
-            continue
-        member_id = paid[(d.attempt, d.method)]["member_id"] or t["member_id"]
-        account_of = MEMBER_ACCOUNTS.get(d.method)
-        require(account_of is not None and member_id, f"no member account for internal component {d.method}")
-        credits.append((account_of(conn, member_id, currency).account_id, d.amount))
-    total = sum(d.amount for d in draws)
-
-    def build(merchant_account_id: str) -> list:
-        return [ledger.debit(merchant_account_id, total)] + [ledger.credit(a, x) for a, x in credits]
-
-    return build
-
-
-def take_from_merchant(conn: Connection, t, key: tuple[str, str, str], build, *, hold: bool,
-                       at: datetime, out_order_no: str | None = None) -> str | None:
-    """Take the refund from the merchant: hold it (`hold`, returns the hold id) or post it. Tries
-    the merchant's pending settlement first, then its settled money; neither enough raises.
-    A trade with orders (or a settled own sale) is routed by settlement: `piaohao.clearing`."""
-    routed = clearing.refund_sources(conn, t, key, build, hold=hold, at=at, out_order_no=out_order_no)
-    if routed is not clearing.NOT_ROUTED:
-        return routed
-    description = f"refund of trade {t['trade_no']}"
-    for name in MERCHANT_SOURCES:
-        account = chart.standard_account(conn, name, t["merchant_id"], t["currency"], at=at)
-        try:
-            if hold:
-                return ledger.reserve(conn, key, build(account.account_id), description=description, at=at).hold_id
-            ledger.post_entry(conn, key, build(account.account_id), description=description, at=at)
-            return None
-        except ledger.InsufficientFunds:
-            continue  # nothing was written: try the next source
-    raise InsufficientBalance("the merchant's pending and settled money cannot cover this refund")
 
 
 def after_success(conn: Connection, p: Platform, t, r, now: datetime) -> None:

@@ -8,10 +8,10 @@ from datetime import datetime
 import structlog
 from sqlalchemy import select
 
-from piaohao.adapters.schema_clearing import settle_requests, settlement_batches, trade_orders
 from piaohao.clearing import batches
 from piaohao.clearing.orders import OWN_ORDER_NO, PENDING
 from piaohao.clearing.settle import settle_orders
+from piaohao.db.schema_clearing import settle_requests, settlement_batches, trade_orders
 from piaohao.domain import trades as trade_states
 from piaohao.kernel.errors import (
     IdempotencyConflict,

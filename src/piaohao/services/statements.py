@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
 
-from piaohao.adapters.schema import payments, trades
+from piaohao.db.schema import payments, trades
 from piaohao.domain import payments as pay_states
 from piaohao.kernel.clock import rfc3339
 from piaohao.platform import Platform

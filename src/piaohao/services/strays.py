@@ -15,10 +15,10 @@ from datetime import datetime
 import structlog
 from sqlalchemy import Connection, insert
 
-from piaohao.adapters.schema_refunds import refund_components, refunds
+from piaohao.db.inserts import insert_if_absent
+from piaohao.db.schema_refunds import refund_components, refunds
 from piaohao.domain import refunds as rs
 from piaohao.kernel.ids import new_id
-from piaohao.ledger.accounts import dialect_insert
 from piaohao.platform import Platform
 
 log = structlog.get_logger(__name__)
@@ -33,14 +33,14 @@ def create_stray_refund(conn: Connection, p: Platform, trade, pay, now: datetime
     back through its channel, funded by the platform's suspense account (where the payment went).
     One per payment (its key is `stray:<payment_no>`); returns the new refund_no, or None."""
     refund_no = new_id("rf")
-    inserted = conn.execute(dialect_insert(conn, refunds).values(
+    inserted = insert_if_absent(conn, refunds, dict(
         refund_no=refund_no, trade_no=trade["trade_no"], merchant_id=trade["merchant_id"], app_id=trade["app_id"],
         out_request_no=f"stray:{pay['payment_no']}", kind=rs.KIND_STRAY, amount=pay["amount"],
         channel_amount=pay["amount"], currency=pay["currency"], status=rs.PROCESSING,
         reason="paid without a payable trade: returned to the buyer", payment_no=pay["payment_no"],
         channel=pay["channel"], attempts=0, channel_calls=0, next_attempt_at=now, created_at=now, updated_at=now,
-    ).on_conflict_do_nothing(index_elements=["trade_no", "out_request_no"]).returning(refunds.c.refund_no)).first()
-    if inserted is None:
+    ), ["trade_no", "out_request_no"])
+    if not inserted:
         return None
     conn.execute(insert(refund_components).values(
         refund_no=refund_no, attempt=pay["operation"], method=pay["method"], kind="channel", amount=pay["amount"],

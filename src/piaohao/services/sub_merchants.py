@@ -9,7 +9,9 @@ import structlog
 from sqlalchemy import Connection, select, update
 
 from piaohao import ledger
-from piaohao.adapters.schema_clearing import receiver_counters, split_receivers, sub_merchants
+from piaohao.books import chart
+from piaohao.db.inserts import Raced, dialect_insert, insert_if_absent, insert_once
+from piaohao.db.schema_clearing import receiver_counters, split_receivers, sub_merchants
 from piaohao.domain.states import IllegalTransition, StateMachine
 from piaohao.kernel.clock import rfc3339
 from piaohao.kernel.errors import (
@@ -21,8 +23,6 @@ from piaohao.kernel.errors import (
     SubMerchantStateConflict,
 )
 from piaohao.kernel.ids import new_id
-from piaohao.ledger import chart
-from piaohao.ledger.accounts import dialect_insert
 from piaohao.platform import Platform
 from piaohao.services.members import fingerprint
 from piaohao.services.payouts import BankAccount, mask
@@ -107,10 +107,7 @@ def create_sub_merchant(p: Platform, merchant_id: str, req: NewSubMerchant) -> t
            "created_at": now, "updated_at": now}
 
     def tx(conn: Connection):
-        inserted = conn.execute(dialect_insert(conn, sub_merchants).values(**row).on_conflict_do_nothing(
-            index_elements=["merchant_id", "out_sub_merchant_id"]).returning(
-            sub_merchants.c.sub_merchant_id)).first()
-        if inserted is not None:
+        if insert_if_absent(conn, sub_merchants, row, ["merchant_id", "out_sub_merchant_id"]):
             return sub_merchant_view(conn, p, row), True
         existing = conn.execute(select(sub_merchants).where(
             sub_merchants.c.merchant_id == merchant_id,
@@ -191,10 +188,6 @@ def receiver_view(conn: Connection, p: Platform, r, currency: str = "CNY") -> di
             "created_at": rfc3339(r["created_at"], p.settings.tz)}
 
 
-class _Raced(Exception):
-    pass
-
-
 def create_receiver(p: Platform, merchant_id: str, req: NewReceiver) -> tuple[dict, bool]:
     """At most `split_receivers_max` per merchant: a per-merchant counter row grows by a conditional
     UPDATE in the transaction that inserts the receiver (so the limit holds under concurrency)."""
@@ -228,15 +221,12 @@ def create_receiver(p: Platform, merchant_id: str, req: NewReceiver) -> tuple[di
                                .values(receivers=c.receivers + 1)).rowcount
         if counted != 1:
             raise ReceiverLimitExceeded(f"a merchant may have at most {limit} split receivers")
-        inserted = conn.execute(dialect_insert(conn, split_receivers).values(**row).on_conflict_do_nothing(
-            index_elements=["merchant_id", "out_receiver_id"]).returning(split_receivers.c.receiver_id)).first()
-        if inserted is None:
-            raise _Raced()  # a twin committed first: roll the count back, answer the twin
+        insert_once(conn, split_receivers, row, ["merchant_id", "out_receiver_id"])  # a twin won: roll back
         return receiver_view(conn, p, row), True
 
     try:
         return p.db.write(tx)
-    except _Raced:
+    except Raced:
         with p.db.read() as conn:
             return replay(conn), False
 

@@ -21,15 +21,15 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy import Connection, select, update
 
-from piaohao import ledger
-from piaohao.adapters.schema import trades
-from piaohao.adapters.schema_members import topups
 from piaohao.alerts import raise_alert
+from piaohao.books import collect, topup
+from piaohao.db.inserts import Raced, insert_once
+from piaohao.db.schema import trades
+from piaohao.db.schema_members import topups
 from piaohao.domain.business import PENDING, TOPUP_STATES
 from piaohao.kernel.clock import rfc3339, to_utc
 from piaohao.kernel.errors import IdempotencyConflict, InvalidRequest, TopupNotFound
 from piaohao.kernel.ids import new_id
-from piaohao.ledger import chart
 from piaohao.platform import Platform
 from piaohao.services import notifications, payments
 from piaohao.services import trades as trade_service
@@ -72,10 +72,6 @@ def _select():
         trades, trades.c.trade_no == topups.c.trade_no)
 
 
-class _Raced(Exception):
-    """An identical request inserted the same key first: roll back ours and answer theirs."""
-
-
 def create_topup(p: Platform, merchant_id: str, app_id: str, req: NewTopup) -> tuple[dict, bool]:
     """Returns (top-up view, created). Idempotent on (merchant, out_request_no) like refunds."""
     check_amount(req.amount)
@@ -113,17 +109,12 @@ def create_topup(p: Platform, merchant_id: str, app_id: str, req: NewTopup) -> t
                "out_request_no": req.out_request_no, "amount": req.amount, "currency": req.currency,
                "status": PENDING, "trade_no": trade["trade_no"], "notify_url": req.notify_url,
                "request_hash": digest, "created_at": now, "finished_at": None, "updated_at": now}
-        from piaohao.ledger.accounts import dialect_insert
-
-        inserted = conn.execute(dialect_insert(conn, topups).values(**row).on_conflict_do_nothing(
-            index_elements=["merchant_id", "out_request_no"]).returning(topups.c.topup_no)).first()
-        if inserted is None:
-            raise _Raced()
+        insert_once(conn, topups, row, ["merchant_id", "out_request_no"])
         return topup_view(p, row, trade)
 
     try:
         view = p.db.write(tx)
-    except _Raced:
+    except Raced:
         with p.db.read() as conn:
             return replay(find(conn)), False
     log.info("topup.created", topup_no=view["topup_no"], member_id=req.member_id, amount=req.amount)
@@ -152,14 +143,13 @@ def _locked_topup(conn: Connection, trade_no: str):
     return conn.execute(select(topups).where(topups.c.trade_no == trade_no).with_for_update()).mappings().first()
 
 
-def on_paid(conn: Connection, p: Platform, trade, pay, clearing, now: datetime) -> None:
+def on_paid(conn: Connection, p: Platform, trade, pay, now: datetime) -> None:
     """The top-up's trade was paid (PAID_HANDLERS["topup"]): credit the member's balance."""
     t = _locked_topup(conn, trade["trade_no"])
     if t is None or t["status"] != PENDING or pay["amount"] != t["amount"] or pay["currency"] != t["currency"]:
         # Cannot happen by construction; never lose the channel's money if it does: suspense + alert.
-        suspense = chart.platform_suspense(conn, pay["currency"])
-        ledger.transfer(conn, ("payment", pay["payment_no"], "succeed"), clearing.account_id, suspense.account_id,
-                        pay["amount"], description="top-up payment without a payable top-up", at=now)
+        collect.to_suspense(conn, payment_no=pay["payment_no"], channel=pay["channel"], currency=pay["currency"],
+                            amount=pay["amount"], at=now, why="top-up payment without a payable top-up")
         raise_alert(conn, now=now, kind="topup_inconsistent", subject_type="payment", subject_id=pay["payment_no"],
                     message=f"payment {pay['payment_no']} paid trade {trade['trade_no']} but its top-up is "
                             f"{t['status'] if t else 'missing'}: the money is in suspense",
@@ -169,9 +159,8 @@ def on_paid(conn: Connection, p: Platform, trade, pay, clearing, now: datetime) 
     conn.execute(update(topups).where(topups.c.topup_no == t["topup_no"],
                                       topups.c.status.in_(TOPUP_STATES.sources("pay")))
                  .values(status=new_status, finished_at=now, updated_at=now))
-    balance = chart.member_balance(conn, t["member_id"], t["currency"])
-    ledger.transfer(conn, ("topup", t["topup_no"], "credit"), clearing.account_id, balance.account_id, t["amount"],
-                    description=f"top-up {t['topup_no']} paid by {pay['payment_no']}", at=now)
+    topup.credit_member(conn, topup_no=t["topup_no"], payment_no=pay["payment_no"], channel=pay["channel"],
+                        member_id=t["member_id"], currency=t["currency"], amount=t["amount"], at=now)
     done = dict(t, status=new_status, finished_at=now, updated_at=now)
     notifications.enqueue(conn, now=now, merchant_id=t["merchant_id"], app_id=t["app_id"], type="topup.succeeded",
                           subject_id=t["topup_no"], data=topup_view(p, done, trade),

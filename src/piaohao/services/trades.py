@@ -10,10 +10,12 @@ from datetime import datetime
 import orjson
 import structlog
 from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from piaohao import clearing
-from piaohao.adapters.schema import payments, trades
 from piaohao.channels.spi import Outcome
+from piaohao.db.schema import payments, trades
 from piaohao.domain import payments as pay_states
 from piaohao.domain import trades as trade_states
 from piaohao.domain.trades import TRADE_STATES, payment_expiry
@@ -116,7 +118,7 @@ def _parse_orders(p: Platform, req: NewTrade) -> list:
     """The request's orders as checked values (INVALID_ORDERS, SPLIT_RATIO_EXCEEDED), or []."""
     if req.orders is None:
         return []
-    from piaohao.clearing.splits import Order, Split, validate_orders
+    from piaohao.domain.splits import Order, Split, validate_orders
 
     orders = [Order(out_order_no=o["out_order_no"], sub_merchant_id=o["sub_merchant_id"], amount=o["amount"],
                     subsidy_amount=o.get("subsidy_amount") or 0,
@@ -128,7 +130,7 @@ def _parse_orders(p: Platform, req: NewTrade) -> list:
 
 def _check_member(p: Platform, merchant_id: str, member_id: str, currency: str) -> None:
     """A trade may name only a member of the same merchant (and of the trade's currency)."""
-    from piaohao.adapters.schema_members import members
+    from piaohao.db.schema_members import members
 
     with p.db.read() as conn:
         row = conn.execute(select(members.c.currency).where(
@@ -140,11 +142,7 @@ def _check_member(p: Platform, merchant_id: str, member_id: str, currency: str) 
 
 
 def _insert_trade(p: Platform):
-    if p.db.is_sqlite:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    return dialect_insert(trades)
+    return (sqlite_insert if p.db.is_sqlite else postgresql_insert)(trades)
 
 
 def _replay(p: Platform, existing, fingerprint: str) -> dict:

@@ -15,14 +15,19 @@ from dataclasses import dataclass
 import structlog
 from sqlalchemy import Connection, select
 
-from piaohao import ledger
-from piaohao.adapters.schema_members import transfers
+from piaohao.books import transfer
+from piaohao.db.inserts import Raced, insert_once
+from piaohao.db.schema_members import transfers
 from piaohao.domain.business import NEW, TRANSFER_STATES
 from piaohao.kernel.clock import rfc3339
-from piaohao.kernel.errors import IdempotencyConflict, InsufficientBalance, InvalidRequest, TransferNotFound
+from piaohao.kernel.errors import (
+    IdempotencyConflict,
+    InsufficientBalance,
+    InsufficientFunds,
+    InvalidRequest,
+    TransferNotFound,
+)
 from piaohao.kernel.ids import new_id
-from piaohao.ledger import chart
-from piaohao.ledger.accounts import dialect_insert
 from piaohao.platform import Platform
 from piaohao.services import notifications
 from piaohao.services.members import check_amount, fingerprint, load_member
@@ -53,10 +58,6 @@ def transfer_view(p: Platform, t) -> dict:
         "currency": t["currency"], "status": t["status"], "notify_url": t["notify_url"],
         "created_at": rfc3339(t["created_at"], tz), "finished_at": rfc3339(t["finished_at"], tz),
     }
-
-
-class _Raced(Exception):
-    pass
 
 
 def _find(conn: Connection, merchant_id: str, out_request_no: str):
@@ -96,16 +97,11 @@ def create_transfer(p: Platform, merchant_id: str, app_id: str, req: NewTransfer
            "created_at": now, "finished_at": now}
 
     def tx(conn: Connection) -> dict:
-        inserted = conn.execute(dialect_insert(conn, transfers).values(**row).on_conflict_do_nothing(
-            index_elements=["merchant_id", "out_request_no"]).returning(transfers.c.transfer_no)).first()
-        if inserted is None:
-            raise _Raced()
-        source = chart.member_balance(conn, req.from_member_id, currency)
-        target = chart.member_balance(conn, req.to_member_id, currency)
+        insert_once(conn, transfers, row, ["merchant_id", "out_request_no"])
         try:
-            ledger.transfer(conn, ("transfer", row["transfer_no"], "move"), source.account_id, target.account_id,
-                            req.amount, description=f"transfer {row['transfer_no']}", at=now)
-        except ledger.InsufficientFunds:
+            transfer.move(conn, transfer_no=row["transfer_no"], from_member_id=req.from_member_id,
+                          to_member_id=req.to_member_id, currency=currency, amount=req.amount, at=now)
+        except InsufficientFunds:
             raise InsufficientBalance("the sender's available balance is not enough") from None
         view = transfer_view(p, row)
         notifications.enqueue(conn, now=now, merchant_id=merchant_id, app_id=app_id, type="transfer.succeeded",
@@ -114,7 +110,7 @@ def create_transfer(p: Platform, merchant_id: str, app_id: str, req: NewTransfer
 
     try:
         view = p.db.write(tx)
-    except _Raced:
+    except Raced:
         with p.db.read() as conn:
             return replay(_find(conn, merchant_id, req.out_request_no)), False
     log.info("transfer.succeeded", transfer_no=view["transfer_no"], amount=req.amount)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, select
 
-from piaohao.adapters.schema import trade_components
+from piaohao.db.schema import trade_components
 from piaohao.kernel.clock import rfc3339
 from piaohao.platform import Platform
 

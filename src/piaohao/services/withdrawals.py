@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from piaohao import ledger
+from piaohao.books import withdraw
 from piaohao.domain.business import WITHDRAWAL
 from piaohao.kernel.errors import WithdrawalNotFound
-from piaohao.ledger import chart
 from piaohao.platform import Platform
 from piaohao.services.members import check_amount, fingerprint, load_member
 from piaohao.services.passwords import verify_payment_password
@@ -57,10 +56,8 @@ def create_withdrawal(p: Platform, merchant_id: str, app_id: str, req: NewWithdr
                   notify_url=req.notify_url, request_hash=digest, member_id=req.member_id)
 
     def freeze(conn: Connection, r: dict) -> None:
-        balance = chart.member_balance(conn, r["member_id"], r["currency"])
-        frozen = chart.member_frozen(conn, r["member_id"], r["currency"])
-        ledger.transfer(conn, ("withdrawal", r["disbursement_no"], "freeze"), balance.account_id, frozen.account_id,
-                        r["amount"], description=f"withdrawal {r['disbursement_no']} frozen", at=r["created_at"])
+        withdraw.freeze(conn, withdrawal_no=r["disbursement_no"], member_id=r["member_id"], currency=r["currency"],
+                        amount=r["amount"], at=r["created_at"])
 
     return create_disbursement(p, row, freeze)
 

@@ -32,8 +32,8 @@ import structlog
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection, insert, select, update
 
-from piaohao.adapters.db import Database
-from piaohao.adapters.schema import apps, notification_attempts, outbox_events
+from piaohao.db.database import Database
+from piaohao.db.schema import apps, notification_attempts, outbox_events
 from piaohao.kernel import signing
 from piaohao.kernel.clock import Clock
 from piaohao.kernel.settings import Settings

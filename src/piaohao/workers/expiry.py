@@ -7,7 +7,7 @@ import time
 import structlog
 from sqlalchemy import select
 
-from piaohao.adapters.schema import trades
+from piaohao.db.schema import trades
 from piaohao.domain import trades as trade_states
 from piaohao.platform import Platform
 from piaohao.services.trades import close_pending_trade

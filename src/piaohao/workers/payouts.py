@@ -21,8 +21,8 @@ from datetime import timedelta
 import structlog
 from sqlalchemy import select, update
 
-from piaohao.adapters.schema_members import disbursements
 from piaohao.channels.spi import Outcome, PayoutRequest, PayoutResult
+from piaohao.db.schema_members import disbursements
 from piaohao.domain.business import DISBURSEMENT_STATES, PROCESSING
 from piaohao.platform import Platform
 from piaohao.services.payouts import apply_payout_result, mask

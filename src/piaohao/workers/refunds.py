@@ -21,8 +21,8 @@ from datetime import timedelta
 import structlog
 from sqlalchemy import Connection, or_, select, update
 
-from piaohao.adapters.schema_refunds import refunds
 from piaohao.channels.spi import Outcome, RefundRequest, RefundResult
+from piaohao.db.schema_refunds import refunds
 from piaohao.domain import refunds as rs
 from piaohao.domain.refunds import RefundPolicy
 from piaohao.platform import Platform

@@ -12,7 +12,7 @@ Embedded wiring (the platform's default):
 
 from __future__ import annotations
 
-from piaohao.adapters.db import Database
+from piaohao.db.database import Database
 
 from .app import create_sandbox_app
 from .client import ChannelUnavailable, SandboxChannel, onboard_remote

@@ -3,7 +3,7 @@ tables with the platform. Tables are created with `create_all` (a simulator need
 migrations) and carry a name prefix (`sandbox_` by default) so the sandbox can even live in the
 platform's own database without clashing; tests use a unique prefix per run.
 
-Writes go through `piaohao.adapters.db.Database.write`, which on SQLite serialises writers under
+Writes go through `piaohao.db.database.Database.write`, which on SQLite serialises writers under
 one lock in WAL mode and on PostgreSQL retries serialization failures. Uniqueness that guards
 money (one payment per `out_trade_no`, one refund per `out_refund_no`) is a database constraint.
 """
@@ -31,8 +31,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from piaohao.adapters.db import Database
-from piaohao.adapters.schema import UTCDateTime
+from piaohao.db.database import Database
+from piaohao.db.schema import UTCDateTime
 
 from . import rsa
 

@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from piaohao.adapters.schema import channel_credentials
+from piaohao.db.schema import channel_credentials
 from piaohao.platform import Platform
 from piaohao.workers.runner import Loop
 

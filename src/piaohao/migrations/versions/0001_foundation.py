@@ -7,7 +7,7 @@ Create Date: 2026-11-24 21:20:59.863200
 import sqlalchemy as sa
 from alembic import op
 
-import piaohao.adapters.schema
+import piaohao.db.schema
 
 revision = '0001'
 down_revision = None
@@ -26,8 +26,8 @@ def upgrade() -> None:
     sa.Column('message', sa.String(length=1024), nullable=False),
     sa.Column('details', sa.Text(), nullable=True),
     sa.Column('status', sa.String(length=16), server_default='open', nullable=False),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('resolved_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('resolved_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_alerts'))
     )
     with op.batch_alter_table('alerts', schema=None) as batch_op:
@@ -38,7 +38,7 @@ def upgrade() -> None:
     sa.Column('mch_id', sa.String(length=64), nullable=False),
     sa.Column('private_key_pem', sa.Text(), nullable=False),
     sa.Column('channel_public_key_pem', sa.Text(), nullable=True),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('channel', name=op.f('pk_channel_credentials'))
     )
     op.create_table('channel_notifications',
@@ -48,7 +48,7 @@ def upgrade() -> None:
     sa.Column('verified', sa.Boolean(), nullable=False),
     sa.Column('outcome', sa.String(length=32), nullable=False),
     sa.Column('body', sa.Text(), nullable=False),
-    sa.Column('received_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('received_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_channel_notifications'))
     )
     with op.batch_alter_table('channel_notifications', schema=None) as batch_op:
@@ -60,13 +60,13 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), server_default='active', nullable=False),
     sa.Column('coins_cap_pct', sa.Integer(), server_default='50', nullable=False),
     sa.Column('settle_after_days', sa.Integer(), server_default='1', nullable=False),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('merchant_id', name=op.f('pk_merchants'))
     )
     op.create_table('nonces',
     sa.Column('app_id', sa.String(length=40), nullable=False),
     sa.Column('nonce', sa.String(length=64), nullable=False),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('app_id', 'nonce', name=op.f('pk_nonces'))
     )
     with op.batch_alter_table('nonces', schema=None) as batch_op:
@@ -79,7 +79,7 @@ def upgrade() -> None:
     sa.Column('status_code', sa.Integer(), nullable=True),
     sa.Column('error', sa.String(length=512), nullable=True),
     sa.Column('duration_ms', sa.Integer(), nullable=False),
-    sa.Column('started_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('started_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_notification_attempts'))
     )
     with op.batch_alter_table('notification_attempts', schema=None) as batch_op:
@@ -98,11 +98,11 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
     sa.Column('last_error', sa.String(length=512), nullable=True),
     sa.Column('last_status_code', sa.Integer(), nullable=True),
-    sa.Column('next_attempt_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('lease_until', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('delivered_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('parked_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('next_attempt_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('lease_until', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('delivered_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('parked_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('event_id', name=op.f('pk_outbox_events')),
     sa.UniqueConstraint('dedupe_key', name=op.f('uq_outbox_events_dedupe_key'))
     )
@@ -114,10 +114,10 @@ def upgrade() -> None:
     sa.Column('merchant_id', sa.String(length=40), nullable=False),
     sa.Column('secret', sa.String(length=128), nullable=False),
     sa.Column('previous_secret', sa.String(length=128), nullable=True),
-    sa.Column('previous_secret_expires_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('previous_secret_expires_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
     sa.Column('status', sa.String(length=16), server_default='active', nullable=False),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('rotated_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('rotated_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['merchant_id'], ['merchants.merchant_id'], name=op.f('fk_apps_merchant_id_merchants')),
     sa.PrimaryKeyConstraint('app_id', name=op.f('pk_apps'))
     )
@@ -141,11 +141,11 @@ def upgrade() -> None:
     sa.Column('cashier_token', sa.String(length=40), nullable=False),
     sa.Column('paid_payment_no', sa.String(length=40), nullable=True),
     sa.Column('close_reason', sa.String(length=32), nullable=True),
-    sa.Column('expires_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('paid_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('closed_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('paid_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['merchant_id'], ['merchants.merchant_id'], name=op.f('fk_trades_merchant_id_merchants')),
     sa.PrimaryKeyConstraint('trade_no', name=op.f('pk_trades')),
     sa.UniqueConstraint('cashier_token', name=op.f('uq_trades_cashier_token')),
@@ -168,11 +168,11 @@ def upgrade() -> None:
     sa.Column('redirect_url', sa.String(length=1024), nullable=True),
     sa.Column('query_attempts', sa.Integer(), server_default='0', nullable=False),
     sa.Column('last_error', sa.String(length=512), nullable=True),
-    sa.Column('next_query_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('paid_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('finished_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('next_query_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('paid_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['trade_no'], ['trades.trade_no'], name=op.f('fk_payments_trade_no_trades')),
     sa.PrimaryKeyConstraint('payment_no', name=op.f('pk_payments')),
     sa.UniqueConstraint('trade_no', 'operation', name='uq_payments_trade_operation')

@@ -7,7 +7,7 @@ Create Date: 2026-11-24 21:35:13.017953
 import sqlalchemy as sa
 from alembic import op
 
-import piaohao.adapters.schema
+import piaohao.db.schema
 
 revision = '0002'
 down_revision = '0001'
@@ -25,7 +25,7 @@ def upgrade() -> None:
     sa.Column('normal_side', sa.String(length=6), nullable=False),
     sa.Column('constraint_kind', sa.String(length=16), nullable=False),
     sa.Column('shard_count', sa.Integer(), server_default='1', nullable=False),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("constraint_kind IN ('none', 'non_negative', 'credit_limit')",
         name='ck_ledger_accounts_constraint_kind'),
     sa.CheckConstraint("normal_side IN ('debit', 'credit')", name='ck_ledger_accounts_normal_side'),
@@ -42,7 +42,7 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=8), nullable=False),
     sa.Column('hold_id', sa.String(length=40), nullable=True),
     sa.Column('description', sa.String(length=256), nullable=True),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("kind IN ('posted', 'pending')", name='ck_ledger_entries_kind'),
     sa.PrimaryKeyConstraint('entry_id', name=op.f('pk_ledger_entries')),
     sa.UniqueConstraint('source_type', 'source_id', 'operation', name='uq_ledger_entries_source_operation')
@@ -65,10 +65,10 @@ def upgrade() -> None:
     op.create_table('ledger_holds',
     sa.Column('hold_id', sa.String(length=40), nullable=False),
     sa.Column('status', sa.String(length=8), nullable=False),
-    sa.Column('expires_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('expires_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
     sa.Column('resolved_entry_id', sa.String(length=40), nullable=True),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('resolved_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('resolved_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
     sa.CheckConstraint("status IN ('pending', 'posted', 'voided', 'expired')", name='ck_ledger_holds_status'),
     sa.ForeignKeyConstraint(['hold_id'], ['ledger_entries.entry_id'],
         name=op.f('fk_ledger_holds_hold_id_ledger_entries')),
@@ -85,7 +85,7 @@ def upgrade() -> None:
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('is_pending', sa.Boolean(), nullable=False),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint('amount <> 0', name='ck_ledger_legs_amount_nonzero'),
     sa.ForeignKeyConstraint(['account_id'], ['ledger_accounts.account_id'],
         name=op.f('fk_ledger_legs_account_id_ledger_accounts')),

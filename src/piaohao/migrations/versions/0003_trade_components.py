@@ -7,7 +7,7 @@ Create Date: 2026-11-24 21:58:13.085673
 import sqlalchemy as sa
 from alembic import op
 
-import piaohao.adapters.schema
+import piaohao.db.schema
 
 revision = '0003'
 down_revision = '0002'
@@ -28,8 +28,8 @@ def upgrade() -> None:
     sa.Column('payment_no', sa.String(length=40), nullable=True),
     sa.Column('hold_id', sa.String(length=40), nullable=True),
     sa.Column('member_id', sa.String(length=40), nullable=True),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['trade_no'], ['trades.trade_no'], name=op.f('fk_trade_components_trade_no_trades')),
     sa.PrimaryKeyConstraint('trade_no', 'attempt', 'method', name=op.f('pk_trade_components'))
     )

@@ -7,7 +7,7 @@ Create Date: 2026-11-24 22:01:45.355732
 import sqlalchemy as sa
 from alembic import op
 
-import piaohao.adapters.schema
+import piaohao.db.schema
 
 revision = '0005'
 down_revision = '0003'
@@ -36,12 +36,12 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
     sa.Column('channel_calls', sa.Integer(), server_default='0', nullable=False),
     sa.Column('last_error', sa.String(length=512), nullable=True),
-    sa.Column('next_attempt_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('lease_until', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('parked_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('finished_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('next_attempt_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('lease_until', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('parked_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['trade_no'], ['trades.trade_no'], name=op.f('fk_refunds_trade_no_trades')),
     sa.PrimaryKeyConstraint('refund_no', name=op.f('pk_refunds')),
     sa.UniqueConstraint('trade_no', 'out_request_no', name='uq_refunds_trade_no_out_request_no')
@@ -57,7 +57,7 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('member_id', sa.String(length=40), nullable=True),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['refund_no'], ['refunds.refund_no'], name=op.f('fk_refund_components_refund_no_refunds')),
     sa.PrimaryKeyConstraint('refund_no', 'attempt', 'method', name=op.f('pk_refund_components'))
     )

@@ -9,7 +9,7 @@ import datetime as dt
 import sqlalchemy as sa
 from alembic import op
 
-import piaohao.adapters.schema
+import piaohao.db.schema
 
 revision = '0007'
 down_revision = '0006'
@@ -33,7 +33,7 @@ def upgrade() -> None:
     sa.Column('rounding', sa.String(length=16), nullable=False),
     sa.Column('bearer', sa.String(length=16), nullable=False),
     sa.Column('active', sa.Boolean(), server_default='1', nullable=False),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("bearer IN ('seller', 'platform')", name='ck_fee_rules_bearer'),
     sa.CheckConstraint("rounding IN ('half_up', 'floor', 'ceil')", name='ck_fee_rules_rounding'),
     sa.CheckConstraint('fixed_amount >= 0 AND min_fee >= 0', name='ck_fee_rules_amounts'),
@@ -53,7 +53,7 @@ def upgrade() -> None:
     sa.Column('out_order_no', sa.String(length=64), nullable=False),
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('phase', sa.String(length=16), nullable=False),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint('amount > 0', name='ck_order_refunds_amount'),
     sa.PrimaryKeyConstraint('refund_no', name=op.f('pk_order_refunds'))
     )
@@ -79,7 +79,7 @@ def upgrade() -> None:
     sa.Column('out_request_no', sa.String(length=64), nullable=False),
     sa.Column('trade_no', sa.String(length=40), nullable=False),
     sa.Column('request_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('merchant_id', 'out_request_no', name=op.f('pk_settle_requests'))
     )
     op.create_table('settlement_batches',
@@ -99,7 +99,7 @@ def upgrade() -> None:
     sa.Column('platform_fee_amount', sa.BigInteger(), nullable=False),
     sa.Column('seller_amount', sa.BigInteger(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('batch_no', name=op.f('pk_settlement_batches'))
     )
     with op.batch_alter_table('settlement_batches', schema=None) as batch_op:
@@ -129,7 +129,7 @@ def upgrade() -> None:
     sa.Column('platform_fee_amount', sa.BigInteger(), nullable=False),
     sa.Column('fee_rule_id', sa.String(length=40), nullable=False),
     sa.Column('seller_amount', sa.BigInteger(), nullable=False),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint('seller_amount >= 0 AND split_amount >= 0 AND fee_amount >= 0', name='ck_settlement_details_parts'),  # noqa: E501
     sa.ForeignKeyConstraint(['batch_no'], ['settlement_batches.batch_no'], name=op.f('fk_settlement_details_batch_no_settlement_batches')),  # noqa: E501
     sa.PrimaryKeyConstraint('trade_no', 'out_order_no', name=op.f('pk_settlement_details'))
@@ -146,7 +146,7 @@ def upgrade() -> None:
     sa.Column('account_number', sa.String(length=34), nullable=False),
     sa.Column('account_name', sa.String(length=128), nullable=False),
     sa.Column('request_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['merchant_id'], ['merchants.merchant_id'], name=op.f('fk_split_receivers_merchant_id_merchants')),  # noqa: E501
     sa.PrimaryKeyConstraint('receiver_id', name=op.f('pk_split_receivers')),
     sa.UniqueConstraint('merchant_id', 'out_receiver_id', name='uq_split_receivers_merchant_out_id')
@@ -166,8 +166,8 @@ def upgrade() -> None:
     sa.Column('payout_every_days', sa.Integer(), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('request_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("status IN ('pending_review', 'active', 'frozen', 'closed')", name='ck_sub_merchants_status'),
     sa.CheckConstraint('settle_after_days >= 0 AND settle_after_days <= 365', name='ck_sub_merchants_settle_days'),
     sa.ForeignKeyConstraint(['merchant_id'], ['merchants.merchant_id'], name=op.f('fk_sub_merchants_merchant_id_merchants')),  # noqa: E501
@@ -188,12 +188,12 @@ def upgrade() -> None:
     sa.Column('subsidy_date', sa.String(length=10), nullable=True),
     sa.Column('position', sa.Integer(), server_default='0', nullable=False),
     sa.Column('status', sa.String(length=24), nullable=False),
-    sa.Column('paid_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('settle_due_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('settled_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('paid_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('settle_due_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('settled_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=True),
     sa.Column('batch_no', sa.String(length=40), nullable=True),
-    sa.Column('created_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', piaohao.adapters.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', piaohao.db.schema.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("status IN ('created', 'pending_settlement', 'settled', 'closed')", name='ck_trade_orders_status'),  # noqa: E501
     sa.CheckConstraint('amount > 0', name='ck_trade_orders_amount'),
     sa.CheckConstraint('split_amount >= 0 AND split_amount <= amount', name='ck_trade_orders_split'),
@@ -212,7 +212,7 @@ def upgrade() -> None:
                          sa.column("rate_bp", sa.String), sa.column("fixed_amount", sa.BigInteger),
                          sa.column("min_fee", sa.BigInteger), sa.column("rounding", sa.String),
                          sa.column("bearer", sa.String), sa.column("active", sa.Boolean),
-                         sa.column("created_at", piaohao.adapters.schema.UTCDateTime(timezone=True)))
+                         sa.column("created_at", piaohao.db.schema.UTCDateTime(timezone=True)))
     op.bulk_insert(fee_rules, [{"rule_id": "default", "priority": 1_000_000, "rate_bp": "0", "fixed_amount": 0,
                                 "min_fee": 0, "rounding": "half_up", "bearer": "seller", "active": True,
                                 "created_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}])

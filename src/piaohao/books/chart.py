@@ -16,8 +16,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from piaohao.ledger.accounts import find_account, get_or_create_account
+from piaohao.domain.splits import PLATFORM_RECEIVER
 from piaohao.ledger.model import Account, Constraint, NormalSide
+from piaohao.ledger.write import find_account, get_or_create_account
 
 PLATFORM_OWNER_ID = "-"
 HOT_ACCOUNT_SHARDS = 16  # see docs/ledger.md "Hot accounts" for the measurement behind it
@@ -111,3 +112,24 @@ def member_credit(conn: Connection, member_id: str, currency: str, *, credit_lim
 def member_frozen(conn: Connection, member_id: str, currency: str) -> Account:
     """Balance frozen by a withdrawal in flight (freeze -> payout, or unfreeze on failure)."""
     return standard_account(conn, "member_frozen", member_id, currency)
+
+
+# --- sellers and split receivers --------------------------------------------------------------
+SUB_MERCHANT, MERCHANT = "sub_merchant", "merchant"
+
+
+def seller_pending(conn: Connection, seller_type: str, seller_id: str, currency: str) -> Account:
+    name = "sub_merchant_pending_settlement" if seller_type == SUB_MERCHANT else "merchant_pending_settlement"
+    return standard_account(conn, name, seller_id, currency)
+
+
+def seller_settled(conn: Connection, seller_type: str, seller_id: str, currency: str) -> Account:
+    name = "sub_merchant_settled" if seller_type == SUB_MERCHANT else "merchant_settled"
+    return standard_account(conn, name, seller_id, currency)
+
+
+def receiver_settled(conn: Connection, merchant_id: str, receiver_id: str, currency: str) -> Account:
+    """A split receiver's settled account; "platform" is the merchant's own (its commission)."""
+    if receiver_id == PLATFORM_RECEIVER:
+        return merchant_settled(conn, merchant_id, currency)
+    return standard_account(conn, "receiver_settled", receiver_id, currency)

@@ -23,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from piaohao.adapters.schema import _ts, metadata
+from piaohao.db.metadata import metadata, timestamp_column
 
 sub_merchants = Table(
     "sub_merchants", metadata,
@@ -41,8 +41,8 @@ sub_merchants = Table(
     Column("payout_every_days", Integer, nullable=True),
     Column("status", String(16), nullable=False),
     Column("request_hash", String(64), nullable=False),
-    _ts("created_at", False),
-    _ts("updated_at", False),
+    timestamp_column("created_at", False),
+    timestamp_column("updated_at", False),
     UniqueConstraint("merchant_id", "out_sub_merchant_id", name="uq_sub_merchants_merchant_out_id"),
     CheckConstraint("settle_after_days >= 0 AND settle_after_days <= 365", name="ck_sub_merchants_settle_days"),
     CheckConstraint("status IN ('pending_review', 'active', 'frozen', 'closed')", name="ck_sub_merchants_status"),
@@ -58,7 +58,7 @@ split_receivers = Table(
     Column("account_number", String(34), nullable=False),
     Column("account_name", String(128), nullable=False),
     Column("request_hash", String(64), nullable=False),
-    _ts("created_at", False),
+    timestamp_column("created_at", False),
     UniqueConstraint("merchant_id", "out_receiver_id", name="uq_split_receivers_merchant_out_id"),
 )
 
@@ -98,12 +98,12 @@ trade_orders = Table(
     Column("subsidy_date", String(10), nullable=True),  # the business day the subsidy was counted on
     Column("position", Integer, nullable=False, server_default="0"),
     Column("status", String(24), nullable=False),  # created | pending_settlement | settled | closed
-    _ts("paid_at"),
-    _ts("settle_due_at"),
-    _ts("settled_at"),
+    timestamp_column("paid_at"),
+    timestamp_column("settle_due_at"),
+    timestamp_column("settled_at"),
     Column("batch_no", String(40), nullable=True),
-    _ts("created_at", False),
-    _ts("updated_at", False),
+    timestamp_column("created_at", False),
+    timestamp_column("updated_at", False),
     Index("ix_trade_orders_status_settle_due_at", "status", "settle_due_at"),
     Index("ix_trade_orders_seller_id", "seller_id"),
     CheckConstraint("amount > 0", name="ck_trade_orders_amount"),
@@ -129,7 +129,7 @@ order_refunds = Table(
     Column("out_order_no", String(64), nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("phase", String(16), nullable=False),  # before | after (settlement), when first taken
-    _ts("created_at", False),
+    timestamp_column("created_at", False),
     Index("ix_order_refunds_trade_no_out_order_no", "trade_no", "out_order_no"),
     CheckConstraint("amount > 0", name="ck_order_refunds_amount"),
 )
@@ -151,7 +151,7 @@ fee_rules = Table(
     Column("rounding", String(16), nullable=False),  # half_up | floor | ceil
     Column("bearer", String(16), nullable=False),  # seller | platform
     Column("active", Boolean, nullable=False, server_default="1"),
-    _ts("created_at", False),
+    timestamp_column("created_at", False),
     CheckConstraint("rounding IN ('half_up', 'floor', 'ceil')", name="ck_fee_rules_rounding"),
     CheckConstraint("bearer IN ('seller', 'platform')", name="ck_fee_rules_bearer"),
     CheckConstraint("fixed_amount >= 0 AND min_fee >= 0", name="ck_fee_rules_amounts"),
@@ -175,7 +175,7 @@ settlement_batches = Table(
     Column("platform_fee_amount", BigInteger, nullable=False),
     Column("seller_amount", BigInteger, nullable=False),
     Column("status", String(16), nullable=False),  # settled (a batch is written only once verified)
-    _ts("created_at", False),
+    timestamp_column("created_at", False),
     Index("ix_settlement_batches_merchant_id_seller_id", "merchant_id", "seller_id"),
 )
 
@@ -193,7 +193,7 @@ settlement_details = Table(
     Column("platform_fee_amount", BigInteger, nullable=False),  # borne by the platform (memo)
     Column("fee_rule_id", String(40), nullable=False),
     Column("seller_amount", BigInteger, nullable=False),
-    _ts("created_at", False),
+    timestamp_column("created_at", False),
     Index("ix_settlement_details_batch_no", "batch_no"),
     CheckConstraint("seller_amount >= 0 AND split_amount >= 0 AND fee_amount >= 0", name="ck_settlement_details_parts"),
 )
@@ -215,5 +215,5 @@ settle_requests = Table(
     Column("out_request_no", String(64), primary_key=True),
     Column("trade_no", String(40), nullable=False),
     Column("request_hash", String(64), nullable=False),
-    _ts("created_at", False),
+    timestamp_column("created_at", False),
 )

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 
-from piaohao.adapters.db import Database
+from piaohao.db.database import Database
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 PG_MIGRATION_LOCK_ID = 0x70_69_61_6F  # "piao": one migrator at a time when several processes start

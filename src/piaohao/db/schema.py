@@ -11,49 +11,16 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
 
-from piaohao.kernel.clock import to_utc
-
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-
-class UTCDateTime(TypeDecorator):
-    """Stores UTC instants; always returns timezone-aware UTC (SQLite keeps no offset)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        value = to_utc(value)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value, dialect):
-        return None if value is None else to_utc(value)
-
-
-def _ts(name: str, nullable: bool = True) -> Column:
-    return Column(name, UTCDateTime(), nullable=nullable)
-
+from piaohao.db.metadata import UTCDateTime, metadata, timestamp_column  # noqa: F401  (UTCDateTime: re-exported)
 
 merchants = Table(
     "merchants", metadata,
@@ -62,7 +29,7 @@ merchants = Table(
     Column("status", String(16), nullable=False, server_default="active"),
     Column("coins_cap_pct", Integer, nullable=False, server_default="50"),
     Column("settle_after_days", Integer, nullable=False, server_default="1"),
-    _ts("created_at", False),
+    timestamp_column("created_at", False),
 )
 
 apps = Table(
@@ -72,17 +39,17 @@ apps = Table(
     # HMAC needs the secret itself, so it cannot be hashed; it is never logged or returned after creation.
     Column("secret", String(128), nullable=False),
     Column("previous_secret", String(128), nullable=True),
-    _ts("previous_secret_expires_at"),
+    timestamp_column("previous_secret_expires_at"),
     Column("status", String(16), nullable=False, server_default="active"),
-    _ts("created_at", False),
-    _ts("rotated_at"),
+    timestamp_column("created_at", False),
+    timestamp_column("rotated_at"),
 )
 
 nonces = Table(
     "nonces", metadata,
     Column("app_id", String(40), primary_key=True),
     Column("nonce", String(64), primary_key=True),
-    _ts("created_at", False),
+    timestamp_column("created_at", False),
     Index("ix_nonces_created_at", "created_at"),
 )
 
@@ -109,11 +76,11 @@ trades = Table(
     Column("cashier_token", String(40), nullable=False, unique=True),
     Column("paid_payment_no", String(40), nullable=True),
     Column("close_reason", String(32), nullable=True),
-    _ts("expires_at", False),
-    _ts("paid_at"),
-    _ts("closed_at"),
-    _ts("created_at", False),
-    _ts("updated_at", False),
+    timestamp_column("expires_at", False),
+    timestamp_column("paid_at"),
+    timestamp_column("closed_at"),
+    timestamp_column("created_at", False),
+    timestamp_column("updated_at", False),
     UniqueConstraint("merchant_id", "out_trade_no", name="uq_trades_merchant_out_trade_no"),
     Index("ix_trades_status_expires_at", "status", "expires_at"),
 )
@@ -134,11 +101,11 @@ payments = Table(
     Column("redirect_url", String(1024), nullable=True),
     Column("query_attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", String(512), nullable=True),
-    _ts("next_query_at"),
-    _ts("paid_at"),
-    _ts("finished_at"),
-    _ts("created_at", False),
-    _ts("updated_at", False),
+    timestamp_column("next_query_at"),
+    timestamp_column("paid_at"),
+    timestamp_column("finished_at"),
+    timestamp_column("created_at", False),
+    timestamp_column("updated_at", False),
     UniqueConstraint("trade_no", "operation", name="uq_payments_trade_operation"),
     Index("ix_payments_status_next_query_at", "status", "next_query_at"),
     Index("ix_payments_trade_no", "trade_no"),
@@ -161,11 +128,11 @@ outbox_events = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", String(512), nullable=True),
     Column("last_status_code", Integer, nullable=True),
-    _ts("next_attempt_at", False),
-    _ts("lease_until"),
-    _ts("created_at", False),
-    _ts("delivered_at"),
-    _ts("parked_at"),
+    timestamp_column("next_attempt_at", False),
+    timestamp_column("lease_until"),
+    timestamp_column("created_at", False),
+    timestamp_column("delivered_at"),
+    timestamp_column("parked_at"),
     Index("ix_outbox_events_status_next_attempt_at", "status", "next_attempt_at"),
 )
 
@@ -177,7 +144,7 @@ notification_attempts = Table(
     Column("status_code", Integer, nullable=True),
     Column("error", String(512), nullable=True),
     Column("duration_ms", Integer, nullable=False),
-    _ts("started_at", False),
+    timestamp_column("started_at", False),
 )
 
 alerts = Table(
@@ -190,8 +157,8 @@ alerts = Table(
     Column("message", String(1024), nullable=False),
     Column("details", Text, nullable=True),
     Column("status", String(16), nullable=False, server_default="open"),
-    _ts("created_at", False),
-    _ts("resolved_at"),
+    timestamp_column("created_at", False),
+    timestamp_column("resolved_at"),
     Index("ix_alerts_status_created_at", "status", "created_at"),
 )
 
@@ -203,7 +170,7 @@ channel_notifications = Table(
     Column("verified", Boolean, nullable=False),
     Column("outcome", String(32), nullable=False),
     Column("body", Text, nullable=False),
-    _ts("received_at", False),
+    timestamp_column("received_at", False),
 )
 
 channel_credentials = Table(
@@ -212,7 +179,7 @@ channel_credentials = Table(
     Column("mch_id", String(64), nullable=False),
     Column("private_key_pem", Text, nullable=False),
     Column("channel_public_key_pem", Text, nullable=True),
-    _ts("created_at", False),
+    timestamp_column("created_at", False),
 )
 trade_components = Table(
     "trade_components", metadata,
@@ -229,11 +196,7 @@ trade_components = Table(
     Column("payment_no", String(40), nullable=True),  # the channel payment record, for channel parts
     Column("hold_id", String(40), nullable=True),  # the ledger hold, for internal parts
     Column("member_id", String(40), nullable=True),
-    _ts("created_at", False),
-    _ts("updated_at", False),
+    timestamp_column("created_at", False),
+    timestamp_column("updated_at", False),
 )
 
-import piaohao.adapters.schema_clearing  # noqa: E402,F401
-import piaohao.adapters.schema_members  # noqa: E402,F401
-import piaohao.adapters.schema_refunds  # noqa: E402,F401
-import piaohao.ledger.schema  # noqa: E402,F401

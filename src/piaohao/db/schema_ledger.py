@@ -29,7 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from piaohao.adapters.schema import UTCDateTime, metadata
+from piaohao.db.metadata import UTCDateTime, metadata
 
 _ID = String(40)
 

@@ -21,7 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from piaohao.adapters.schema import UTCDateTime, metadata
+from piaohao.db.metadata import UTCDateTime, metadata
 
 
 def _ts(name: str, nullable: bool = True) -> Column:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint
 
-from piaohao.adapters.schema import UTCDateTime, metadata
+from piaohao.db.metadata import UTCDateTime, metadata
 
 
 def _ts(name: str, nullable: bool = True) -> Column:
