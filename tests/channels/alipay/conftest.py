@@ -176,3 +176,31 @@ def _clean_faults(request) -> Iterator[None]:
 
 def new_out_trade_no() -> str:
     return f"pay_{secrets.token_hex(8)}"
+
+
+CHANNEL_TIMEOUT_S = 5.0  # generous: the suite runs in parallel on small machines
+
+
+@dataclass
+class Merchant:
+    app_id: str
+    channel: object  # AlipayChannel
+    http: httpx.Client
+
+
+def make_channel(alipay: FakeAlipay, keys: Keys, *, timeout_s: float = CHANNEL_TIMEOUT_S,
+                 alipay_public_key_pem: str | None = None, gateway_url: str | None = None) -> Merchant:
+    from piaohao.channels.alipay import AlipayChannel, AlipayConfig
+
+    app = alipay.fake.register_app(keys.public_pem)
+    http = httpx.Client()
+    config = AlipayConfig(app.app_id, keys.private_pkcs8_pem,
+                          alipay_public_key_pem or alipay.fake.alipay_public_key_pem, gateway_url or alipay.gateway_url)
+    return Merchant(app.app_id, AlipayChannel(config, http=http, now=alipay.clock, timeout_s=timeout_s), http)
+
+
+@pytest.fixture
+def merchant(alipay: FakeAlipay, app_keys: Keys) -> Iterator[Merchant]:
+    m = make_channel(alipay, app_keys)
+    yield m
+    m.http.close()
