@@ -113,6 +113,35 @@ def test_official_sdk_page_and_wap_pay_urls_open_the_cashier_and_create_the_trad
         assert (trade.total_fen, trade.status) == (1999, "WAIT_BUYER_PAY")
 
 
+def test_official_sdk_auto_submit_form_posts_to_the_cashier(alipay, official):
+    """The SDK's default for page pay: an HTML form POSTing common params in the URL, biz_content in the body."""
+    from html.parser import HTMLParser
+
+    from alipay.aop.api.domain.AlipayTradePagePayModel import AlipayTradePagePayModel
+    from alipay.aop.api.request.AlipayTradePagePayRequest import AlipayTradePagePayRequest
+
+    class Form(HTMLParser):
+        action, fields = "", {}
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "form":
+                self.action = a["action"]
+            elif tag == "input" and a.get("type") == "hidden":
+                self.fields[a["name"]] = a["value"]
+
+    app, client = official
+    model = AlipayTradePagePayModel()
+    model.out_trade_no, model.total_amount, model.subject = new_out_trade_no(), "0.01", 'say "hi"'
+    model.product_code = "FAST_INSTANT_TRADE_PAY"
+    form = Form()
+    form.feed(client.page_execute(AlipayTradePagePayRequest(biz_model=model)))
+    assert set(form.fields) == {"biz_content"} and "sign=" in form.action
+    page = httpx.post(form.action, data=form.fields)
+    assert page.status_code == 200, page.text
+    assert alipay.fake.find_trade(model.out_trade_no, app.app_id).subject == 'say "hi"'
+
+
 def test_official_sdk_full_cycle_query_refund_refund_query_close(alipay, official):
     from alipay.aop.api.domain.AlipayTradeFastpayRefundQueryModel import AlipayTradeFastpayRefundQueryModel
     from alipay.aop.api.domain.AlipayTradeRefundModel import AlipayTradeRefundModel
