@@ -4,6 +4,11 @@
     app_info = fake.register_app(app_public_pem)   # onboard a merchant app
     asgi = create_app(fake, notifier)          # /gateway.do, bill download, /fake/* controls
     notifier = Notifier(fake)                  # notifier.run_once() delivers what is due
+    fake.pay(out_trade_no)                     # the buyer pays (after opening the cashier URL)
+    fake.faults.arm(Fault("hang", method="alipay.trade.query"))   # faults: see faults.py
+
+Over HTTP: POST /fake/apps, POST /fake/trades/{no}/pay, POST|DELETE /fake/faults,
+POST /fake/release_hang, POST /fake/notifier/run_once.
 
 It shares no code with piaohao (it is "another company"). See the README of the Alipay adapter
 (src/piaohao/channels/alipay/README.md) for what it does not imitate.

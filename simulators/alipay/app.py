@@ -63,7 +63,7 @@ def create_app(fake: AlipayFake, notifier: Notifier | None = None) -> Starlette:
 
     async def faults(request: Request) -> Response:
         if request.method == "DELETE":
-            gateway.clear_faults()
+            fake.faults.clear()
             return Response(status_code=204)
         body = await request.json()
         names = {f.name for f in dataclasses.fields(Fault)}
@@ -71,11 +71,11 @@ def create_app(fake: AlipayFake, notifier: Notifier | None = None) -> Starlette:
             fault = Fault(**{k: v for k, v in body.items() if k in names})
         except (TypeError, ValueError) as e:
             return JSONResponse({"error": str(e)}, status_code=400)
-        gateway.arm(fault)
+        fake.faults.arm(fault)
         return JSONResponse(dataclasses.asdict(fault), status_code=201)
 
     async def release(request: Request) -> Response:
-        gateway.release_hang()
+        fake.faults.release_hang()
         return Response(status_code=204)
 
     async def run_notifier(request: Request) -> Response:

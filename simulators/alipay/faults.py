@@ -46,20 +46,29 @@ class Fault:
 
 
 class FaultBook:
-    """Armed faults, thread-safe. `take` consumes one use of the first matching fault."""
+    """Armed faults, thread-safe. `take` consumes one use of the first matching fault. A `hang`
+    holds answers until `release_hang()` or `clear()`."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
+        self.released = threading.Event()
+        self.released.set()
 
     def arm(self, fault: Fault) -> Fault:
         with self._lock:
+            if fault.kind == "hang":
+                self.released.clear()
             self._faults.append(fault)
         return fault
+
+    def release_hang(self) -> None:
+        self.released.set()
 
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+        self.released.set()
 
     def take(self, kinds: frozenset[str], out_trade_no: str | None, method: str | None = None) -> Fault | None:
         with self._lock:

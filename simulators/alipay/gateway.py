@@ -13,7 +13,6 @@ import asyncio
 import html
 import json
 import re
-import threading
 import time
 from urllib.parse import parse_qsl
 
@@ -48,20 +47,7 @@ class Gateway:
 
     def __init__(self, fake: AlipayFake):
         self.fake = fake
-        self._released = threading.Event()
         self._wrong_key = signing.generate_private_key()  # for `bad_response_signature`
-
-    def release_hang(self) -> None:
-        self._released.set()
-
-    def arm(self, fault: Fault) -> None:
-        if fault.kind == "hang":
-            self._released.clear()
-        self.fake.faults.arm(fault)
-
-    def clear_faults(self) -> None:
-        self.fake.faults.clear()
-        self._released.set()
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -145,7 +131,7 @@ class Gateway:
     async def _fault(self, fault: Fault, key: str, charset: str) -> Response | None:
         if fault.kind == "hang":
             deadline = time.monotonic() + HANG_MAX_S
-            while not self._released.is_set() and time.monotonic() < deadline:
+            while not self.fake.faults.released.is_set() and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
         elif fault.kind == "slow":
             await asyncio.sleep(fault.delay_s)

@@ -154,6 +154,8 @@ class AlipayFake:
                     raise _biz_error("ACQ.TRADE_HAS_SUCCESS" if trade.paid_at else "ACQ.TRADE_HAS_CLOSE",
                                      "交易已支付" if trade.paid_at else "交易已经关闭")
                 return trade
+            if expires_at <= now:
+                raise _biz_error("ACQ.TRADE_HAS_CLOSE", "订单已超时关闭")
             trade = Trade(app.app_id, out_trade_no, self._trade_no(now), total_fen, subject,
                           biz["product_code"], notify_url, now, expires_at)
             self.trades[(app.app_id, out_trade_no)] = trade

@@ -160,7 +160,7 @@ def alipay() -> Iterator[FakeAlipay]:
     try:
         yield FakeAlipay(fake, notifier, server.url, receiver, clock, app)
     finally:
-        app.state.gateway.clear_faults()
+        fake.faults.clear()
         server.stop()
         receiver_server.stop()
         notifier.close()
@@ -171,7 +171,7 @@ def alipay() -> Iterator[FakeAlipay]:
 def _clean_faults(request) -> Iterator[None]:
     yield
     if "alipay" in request.fixturenames:
-        request.getfixturevalue("alipay").app.state.gateway.clear_faults()
+        request.getfixturevalue("alipay").fake.faults.clear()
 
 
 def new_out_trade_no() -> str:

@@ -26,30 +26,30 @@ def _opened(merchant, alipay, amount: int = 1000) -> str:
 def impatient(alipay, app_keys):
     m = make_channel(alipay, app_keys, timeout_s=TIMEOUT_S)
     yield m
-    alipay.app.state.gateway.release_hang()
+    alipay.fake.faults.release_hang()
     m.http.close()
 
 
 def test_timeouts_are_unknown_for_every_call(impatient, alipay):
     payment_no = _opened(impatient, alipay)
     alipay.fake.pay(payment_no, impatient.app_id)
-    alipay.app.state.gateway.arm(Fault("hang"))
+    alipay.fake.faults.arm(Fault("hang"))
     channel = impatient.channel
     results = [channel.query_payment(payment_no), channel.close_payment(payment_no),
                channel.refund(RefundRequest(payment_no, "rf_t", 1, "CNY")), channel.query_refund("rf_t", payment_no)]
     assert [r.outcome for r in results] == [Outcome.UNKNOWN] * 4
     assert all("Timeout" in r.error for r in results)
-    alipay.app.state.gateway.clear_faults()
+    alipay.fake.faults.clear()
     assert channel.query_payment(payment_no).outcome is Outcome.SUCCEEDED
 
 
 @pytest.mark.parametrize("kind", ["http_502", "unsigned_error", "bad_response_signature", "system_error"])
 def test_untrustworthy_answers_are_unknown(merchant, alipay, kind):
     payment_no = _opened(merchant, alipay)
-    alipay.app.state.gateway.arm(Fault(kind, out_trade_no=payment_no))
+    alipay.fake.faults.arm(Fault(kind, out_trade_no=payment_no))
     assert merchant.channel.query_payment(payment_no).outcome is Outcome.UNKNOWN
     assert merchant.channel.close_payment(payment_no).outcome is Outcome.UNKNOWN
-    alipay.app.state.gateway.clear_faults()
+    alipay.fake.faults.clear()
     # A wrongly signed answer is refused even though the close took effect: UNKNOWN was right, query tells.
     applied = kind == "bad_response_signature"
     assert merchant.channel.query_payment(payment_no).outcome is (Outcome.CLOSED if applied else Outcome.PENDING)
@@ -57,14 +57,14 @@ def test_untrustworthy_answers_are_unknown(merchant, alipay, kind):
 
 def test_close_with_system_error_after_applying_is_unknown_and_query_tells(merchant, alipay):
     payment_no = _opened(merchant, alipay)
-    alipay.app.state.gateway.arm(Fault("system_error", method="alipay.trade.close", apply=True, times=1))
+    alipay.fake.faults.arm(Fault("system_error", method="alipay.trade.close", apply=True, times=1))
     assert merchant.channel.close_payment(payment_no).outcome is Outcome.UNKNOWN
     assert merchant.channel.query_payment(payment_no).outcome is Outcome.CLOSED
 
 
 def test_slow_answer_within_the_timeout_is_fine(merchant, alipay):
     payment_no = _opened(merchant, alipay)
-    alipay.app.state.gateway.arm(Fault("slow", delay_s=0.05, times=1))
+    alipay.fake.faults.arm(Fault("slow", delay_s=0.05, times=1))
     assert merchant.channel.query_payment(payment_no).outcome is Outcome.PENDING
 
 

@@ -78,7 +78,7 @@ def test_refused_notification_is_resent_on_alipays_schedule_with_the_same_notify
 
 def test_duplicate_delivery_verifies_twice_with_one_notify_id(merchant, alipay):
     key, url = alipay.receiver.new_path()
-    alipay.app.state.gateway.arm(Fault("notify_duplicate"))
+    alipay.fake.faults.arm(Fault("notify_duplicate"))
     _paid(merchant, alipay, url)
     alipay.drain()
     first, second = (merchant.channel.verify_notification({}, b) for b in _bodies(alipay, key))
@@ -99,7 +99,7 @@ def test_replayed_stale_notification_is_rejected(merchant, alipay):
 def test_notification_signed_by_someone_else_is_rejected_and_alipay_keeps_trying(merchant, alipay):
     outcomes: list = []
     key, url = alipay.receiver.new_path(_platform(merchant.channel, outcomes))
-    alipay.app.state.gateway.arm(Fault("notify_bad_signature", times=1))
+    alipay.fake.faults.arm(Fault("notify_bad_signature", times=1))
     payment_no = _paid(merchant, alipay, url)
     alipay.drain()
     [rejected] = outcomes
@@ -112,7 +112,7 @@ def test_notification_signed_by_someone_else_is_rejected_and_alipay_keeps_trying
 
 def test_tampered_amount_is_rejected(merchant, alipay):
     key, url = alipay.receiver.new_path()
-    alipay.app.state.gateway.arm(Fault("notify_tamper_amount", delta_fen=-2400))
+    alipay.fake.faults.arm(Fault("notify_tamper_amount", delta_fen=-2400))
     _paid(merchant, alipay, url)
     alipay.drain()
     [body] = _bodies(alipay, key)
@@ -155,7 +155,7 @@ def test_genuine_notification_for_another_app_is_rejected(merchant, alipay, app_
 
 def test_signed_notification_with_another_amount_passes_verification_for_the_core_to_compare(merchant, alipay):
     key, url = alipay.receiver.new_path()
-    alipay.app.state.gateway.arm(Fault("notify_amount_delta", delta_fen=1))
+    alipay.fake.faults.arm(Fault("notify_amount_delta", delta_fen=1))
     _paid(merchant, alipay, url, amount=2500)
     alipay.drain()
     [body] = _bodies(alipay, key)
@@ -164,7 +164,7 @@ def test_signed_notification_with_another_amount_passes_verification_for_the_cor
 
 def test_dropped_notification_leaves_the_query_as_the_truth(merchant, alipay):
     key, url = alipay.receiver.new_path()
-    alipay.app.state.gateway.arm(Fault("notify_drop"))
+    alipay.fake.faults.arm(Fault("notify_drop"))
     payment_no = _paid(merchant, alipay, url)
     alipay.drain()
     assert _bodies(alipay, key) == []

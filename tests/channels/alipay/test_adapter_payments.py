@@ -115,3 +115,10 @@ def test_an_expired_trade_queries_closed(merchant, alipay):
     _open(result)
     alipay.clock.advance(minutes=31)
     assert merchant.channel.query_payment(req.payment_no).outcome is Outcome.CLOSED
+
+
+def test_a_url_opened_after_its_time_expire_cannot_be_paid(merchant, alipay):
+    req, result = _create(merchant, alipay)
+    alipay.clock.advance(minutes=31)
+    assert _open(result).status_code == 400
+    assert merchant.channel.query_payment(req.payment_no).outcome is Outcome.NOT_FOUND

@@ -65,7 +65,7 @@ def test_refund_query_of_an_unknown_refund_is_not_found(merchant, alipay):
 
 def test_refund_with_a_system_error_after_applying_is_unknown_then_settled_by_query(merchant, alipay):
     payment_no = _paid(merchant, alipay, 1_000)
-    alipay.app.state.gateway.arm(Fault("system_error", method="alipay.trade.refund", apply=True, times=1))
+    alipay.fake.faults.arm(Fault("system_error", method="alipay.trade.refund", apply=True, times=1))
     assert _refund(merchant, payment_no, "rf_1", 500).outcome is Outcome.UNKNOWN
     assert merchant.channel.query_refund("rf_1", payment_no).outcome is Outcome.SUCCEEDED
 
@@ -96,10 +96,10 @@ def test_bill_lists_the_days_payments_and_refunds_with_fees(merchant, alipay):
 def test_bill_faults_show_up_as_differences(merchant, alipay):
     bill_date = (alipay.clock() + timedelta(hours=8)).date()
     missing, changed = _paid(merchant, alipay, 100), _paid(merchant, alipay, 200)
-    gateway = alipay.app.state.gateway
-    gateway.arm(Fault("bill_missing_row", out_trade_no=missing))
-    gateway.arm(Fault("bill_changed_amount", out_trade_no=changed, delta_fen=-1))
-    gateway.arm(Fault("bill_extra_row"))
+    faults = alipay.fake.faults
+    faults.arm(Fault("bill_missing_row", out_trade_no=missing))
+    faults.arm(Fault("bill_changed_amount", out_trade_no=changed, delta_fen=-1))
+    faults.arm(Fault("bill_extra_row"))
     alipay.clock.advance(days=1)
     rows = {r.payment_no: r for r in merchant.channel.download_bill(bill_date)}
     assert missing not in rows
@@ -108,7 +108,7 @@ def test_bill_faults_show_up_as_differences(merchant, alipay):
 
 
 def test_bill_download_trouble_raises_bill_unavailable(merchant, alipay):
-    alipay.app.state.gateway.arm(Fault("http_502", method="alipay.data.dataservice.bill.downloadurl.query"))
+    alipay.fake.faults.arm(Fault("http_502", method="alipay.data.dataservice.bill.downloadurl.query"))
     with pytest.raises(BillUnavailable, match="502"):
         list(merchant.channel.download_bill((alipay.clock() - timedelta(days=2)).date()))
 

@@ -304,7 +304,7 @@ def test_community_sdk_refuses_forged_and_unsigned_answers(alipay, app_keys, str
     with pytest.raises(community_module.AliPayValidationError):
         forger.api_alipay_trade_query(out_trade_no=new_out_trade_no())
 
-    alipay.app.state.gateway.arm(_fault("unsigned_error"))
+    alipay.fake.faults.arm(_fault("unsigned_error"))
     _, client = community
     with pytest.raises(community_module.AliPayException):
         client.api_alipay_trade_query(out_trade_no=new_out_trade_no())
