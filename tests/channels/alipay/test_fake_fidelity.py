@@ -121,7 +121,9 @@ def test_official_sdk_auto_submit_form_posts_to_the_cashier(alipay, official):
     from alipay.aop.api.request.AlipayTradePagePayRequest import AlipayTradePagePayRequest
 
     class Form(HTMLParser):
-        action, fields = "", {}
+        def __init__(self):
+            super().__init__()
+            self.action, self.fields = "", {}
 
         def handle_starttag(self, tag, attrs):
             a = dict(attrs)
