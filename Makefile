@@ -9,6 +9,8 @@ $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e ".[test]"
+	# python-alipay-sdk and alipay-sdk-python both install a package named `alipay`: keep this one apart.
+	$(VENV)/bin/pip install -q --no-deps --upgrade --target $(VENV)/alipay-community-sdk python-alipay-sdk==3.4.0
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 ## Start the whole platform on the embedded default (SQLite, in-process workers and sandbox channel).
