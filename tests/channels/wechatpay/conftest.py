@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
+from piaohao.channels.wechatpay import WechatPayChannel, WechatPayConfig
 from simulators.wechatpay import Merchant, PlatformIdentity, WechatPayFake
 from tests.support.servers import serving
 
@@ -74,3 +76,39 @@ def register(served: Served, keys: MerchantKeys, *, key_mode: str = "public_key"
 @pytest.fixture
 def merchant(served: Served, mkeys: MerchantKeys) -> tuple[Merchant, str]:
     return register(served, mkeys)
+
+
+@dataclass
+class Account:
+    """The adapter for one freshly onboarded merchant, and where its notifications arrive."""
+
+    channel: WechatPayChannel
+    merchant: Merchant
+    config: WechatPayConfig
+    notify_key: str
+    notify_url: str
+
+
+def make_channel(served: Served, keys: MerchantKeys, merchant: Merchant, platform_serial: str, http: httpx.Client,
+                 *, now=None, timeout_s: float = 2.0, private_pem: str | None = None,
+                 platform_pem: str | None = None) -> tuple[WechatPayChannel, WechatPayConfig]:
+    config = WechatPayConfig(
+        mchid=merchant.mchid, appid=merchant.appid, serial_no=keys.serial_no,
+        private_key_pem=private_pem or keys.private_pem, apiv3_key=merchant.apiv3_key,
+        platform_public_key_pem=platform_pem or served.fake.platform.public_key_pem,
+        platform_serial=platform_serial, base_url=served.url)
+    return WechatPayChannel(config, http=http, now=now or served.clock, timeout_s=timeout_s), config
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client() as client:
+        yield client
+
+
+@pytest.fixture
+def account(served: Served, mkeys: MerchantKeys, receiver: Receiver, http: httpx.Client) -> Account:
+    merchant, platform_serial = register(served, mkeys)
+    channel, config = make_channel(served, mkeys, merchant, platform_serial, http)
+    key, url = receiver.notify_url()
+    return Account(channel, merchant, config, key, url)

@@ -108,3 +108,13 @@ def poll(until: Callable[[], bool], step: Callable[[], object], passes_max: int 
         step()
         time.sleep(0.005)
     return until()
+
+
+def payment_request(notify_url: str, amount: int, now: datetime, *, product: str = "wechatpay.native",
+                    payment_no: str | None = None, openid: str | None = None, client_ip: str | None = None,
+                    expires_in_s: float = 1800):
+    from piaohao.channels.spi import CreatePayment
+
+    return CreatePayment(payment_no=payment_no or out_no("P"), amount=amount, currency="CNY", subject="一杯茶 tea",
+                         expires_at=now + timedelta(seconds=expires_in_s), notify_url=notify_url, product=product,
+                         openid=openid, client_ip=client_ip)
