@@ -49,7 +49,7 @@ def authenticate(merchants: dict[str, Merchant], method: str, url: str, body: by
         raise _sign_error("商户号不存在或未开通 APIv3")
     if pairs["serial_no"] != merchant.api_serial_no:
         raise _sign_error("商户证书序列号有误")
-    if not pairs["timestamp"].isdigit() or abs(now.timestamp() - int(pairs["timestamp"])) >= CLOCK_SKEW_S_MAX:
+    if not pairs["timestamp"].isdigit() or abs(int(now.timestamp()) - int(pairs["timestamp"])) >= CLOCK_SKEW_S_MAX:
         raise _sign_error("请求时间戳与服务器时间相差超过5分钟")
     message = f"{method}\n{url}\n{pairs['timestamp']}\n{pairs['nonce_str']}\n".encode() + body + b"\n"
     if not crypto.verify(crypto.load_public(merchant.api_public_key_pem), message, pairs["signature"]):

@@ -51,8 +51,14 @@ def _fen(value: Any) -> int | None:
     return value if type(value) is int and value >= 0 else None
 
 
+def _three_byte_utf8(text: str) -> str:
+    """WeChat Pay accepts only characters of 1-3 UTF-8 bytes [W18]: drop emoji and the like."""
+    return "".join(ch for ch in text if ord(ch) <= 0xFFFF)
+
+
 def prepay_body(config: WechatPayConfig, req: CreatePayment, product: str) -> dict:
-    body: dict = {"appid": config.appid, "mchid": config.mchid, "description": req.subject[:DESCRIPTION_CHARS_MAX],
+    description = _three_byte_utf8(req.subject)[:DESCRIPTION_CHARS_MAX]
+    body: dict = {"appid": config.appid, "mchid": config.mchid, "description": description,
                   "out_trade_no": req.payment_no, "time_expire": wechat_time(req.expires_at),
                   "notify_url": req.notify_url, "amount": {"total": req.amount, "currency": req.currency}}
     if product == "wechatpay.h5":
@@ -66,7 +72,7 @@ def refund_body(req: RefundRequest) -> dict:
     body: dict = {"out_trade_no": req.payment_no, "out_refund_no": req.refund_no,
                   "amount": {"refund": req.amount, "total": req.payment_amount, "currency": req.currency}}
     if req.reason:
-        body["reason"] = req.reason[:REASON_CHARS_MAX]
+        body["reason"] = _three_byte_utf8(req.reason)[:REASON_CHARS_MAX]
     if req.notify_url:
         body["notify_url"] = req.notify_url
     return body
