@@ -127,9 +127,8 @@ class FakeState:
         if trade.transaction_id is not None:
             out.update({"transaction_id": trade.transaction_id, "bank_type": "OTHERS",
                         "success_time": wechat_time(trade.success_time),
-                        "payer": {"openid": trade.openid or f"o{secrets.token_urlsafe(20)[:27]}"}})
+                        "payer": {"openid": trade.openid}})
             out["amount"].update({"payer_total": trade.total_fen, "payer_currency": trade.currency})
-            trade.openid = out["payer"]["openid"]
         return out
 
     def query_order(self, mchid: str, out_trade_no: str) -> dict:
@@ -162,7 +161,7 @@ class FakeState:
             trade.trade_state = "SUCCESS"
             trade.transaction_id = "4200" + _digits(24)
             trade.success_time = now
-            trade.openid = trade.openid or openid
+            trade.openid = trade.openid or openid or f"o{secrets.token_urlsafe(21)[:27]}"  # the buyer's openid
             resource = self.transaction(trade)
             self._queue(trade.mchid, trade.notify_url, "TRANSACTION.SUCCESS", "transaction", "支付成功", resource,
                         trade.out_trade_no)
