@@ -9,14 +9,15 @@ SKIP LOCKED, so several processes share it safely.
 from __future__ import annotations
 
 import os
+from contextlib import asynccontextmanager
+
+from piaohao.bootstrap import assemble
+from piaohao.kernel.logs import configure
+from piaohao.kernel.settings import Settings
 
 
 def create():
-    from contextlib import asynccontextmanager
 
-    from piaohao.bootstrap import assemble
-    from piaohao.kernel.logs import configure
-    from piaohao.kernel.settings import Settings
 
     settings = Settings.from_env()
     configure(settings.log_level)

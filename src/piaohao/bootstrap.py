@@ -7,7 +7,6 @@ from pathlib import Path
 
 import httpx
 
-import piaohao.services.topups  # noqa: F401  (registers the top-up trade's paid/closed handlers)
 from piaohao.api.app import create_app
 from piaohao.api.gateway import purge_nonces
 from piaohao.db import migrate

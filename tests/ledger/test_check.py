@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from piaohao.ledger.cli import app
+from piaohao.cli.ledger import app
 from piaohao.ledger.write import check, credit, debit, reserve, transfer
 from tests.ledger.conftest import fund
 

@@ -23,10 +23,10 @@ from piaohao.domain import trades as trade_states
 from piaohao.kernel.clock import FakeClock
 from piaohao.kernel.errors import InsufficientBalance
 from piaohao.kernel.settings import Settings
-from piaohao.services import cashier, members, passwords, payments, topups, trades, transfers, withdrawals
+from piaohao.services import cashier, members, passwords, payments, topups, trade_store, trades, transfers, withdrawals
+from piaohao.services.closing import close_pending_trade
 from piaohao.services.merchants import create_merchant
 from piaohao.services.payouts import BankAccount, get_disbursement
-from piaohao.services.trades import close_pending_trade
 from piaohao.workers.payouts import PayoutExecutor
 from tests.members.scripted import SUFFIX, ScriptedChannel
 
@@ -171,10 +171,10 @@ class MemberMachine(RuleBasedStateMachine):
                 source="notify")
             if outcome == Outcome.FAILED:
                 assert effect == "failed"
-                assert trades.get_trade(self.p, self.merchant, trade_no=trade["trade_no"])["status"] == "pending"
+                assert trade_store.get_trade(self.p, self.merchant, trade_no=trade["trade_no"])["status"] == "pending"
                 return
             assert effect == "succeeded"
-        paid = trades.get_trade(self.p, self.merchant, trade_no=trade["trade_no"])
+        paid = trade_store.get_trade(self.p, self.merchant, trade_no=trade["trade_no"])
         assert paid["status"] == "succeeded"
         assert sum(c["amount"] for c in paid["components"]) == amount
         if how == "balance":

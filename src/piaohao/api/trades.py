@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from piaohao.api.deps import app_id, merchant_id, platform
 from piaohao.api.schemas import CreateTradeBody, ErrorOut, TradeOut
 from piaohao.platform import Platform
+from piaohao.services import closing, trade_store
 from piaohao.services import trades as svc
 
 router = APIRouter(prefix="/v1/trades", tags=["trades"],
@@ -27,19 +28,19 @@ def create_trade(body: CreateTradeBody, request: Request, p: Platform = Depends(
 @router.get("", response_model=TradeOut)
 def find_trade(request: Request, out_trade_no: str = Query(..., min_length=1, max_length=64),
                p: Platform = Depends(platform), mch: str = Depends(merchant_id)):
-    return fast_json(_logged(request, svc.get_trade(p, mch, out_trade_no=out_trade_no)))
+    return fast_json(_logged(request, trade_store.get_trade(p, mch, out_trade_no=out_trade_no)))
 
 
 @router.get("/{trade_no}", response_model=TradeOut)
 def get_trade(trade_no: str, request: Request, p: Platform = Depends(platform), mch: str = Depends(merchant_id)):
     request.scope["state"]["trade_no"] = trade_no
-    return fast_json(svc.get_trade(p, mch, trade_no=trade_no))
+    return fast_json(trade_store.get_trade(p, mch, trade_no=trade_no))
 
 
 @router.post("/{trade_no}/close", response_model=TradeOut, responses={409: {"model": ErrorOut}})
 def close_trade(trade_no: str, request: Request, p: Platform = Depends(platform), mch: str = Depends(merchant_id)):
     request.scope["state"]["trade_no"] = trade_no
-    return fast_json(svc.close_trade(p, mch, trade_no))
+    return fast_json(closing.close_trade(p, mch, trade_no))
 
 
 def fast_json(payload: dict, status_code: int = 200) -> Response:

@@ -30,6 +30,7 @@ from piaohao.db.schema_members import disbursements
 from piaohao.domain.business import PAYOUT
 from piaohao.kernel.errors import IdempotencyConflict, PiaohaoError
 from piaohao.platform import Platform
+from piaohao.services.payouts import NewPayout, create_payout
 
 log = structlog.get_logger(__name__)
 PREFIX = "cycle-"
@@ -60,7 +61,6 @@ def due_day(anchor: date, every_days: int, today: date) -> date | None:
 def run_payout_cycles(p: Platform, as_of: datetime | None = None) -> dict:
     """Create the payout of every sub-merchant whose cycle is due at `as_of` (default now).
     Returns a summary; one sub-merchant's refusal (e.g. frozen meanwhile) does not stop the others."""
-    from piaohao.services.payouts import NewPayout, create_payout
 
     as_of = as_of or p.clock.now()
     tz = p.settings.tz

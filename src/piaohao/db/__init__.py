@@ -5,4 +5,11 @@ Importing the package registers every table module, so `metadata` is always comp
 ledger engine may import `schema_ledger` (an import contract enforces it).
 """
 
-from piaohao.db import schema, schema_clearing, schema_ledger, schema_members, schema_refunds  # noqa: F401
+from piaohao.db import (  # noqa: F401
+    schema,
+    schema_channels,
+    schema_clearing,
+    schema_ledger,
+    schema_members,
+    schema_refunds,
+)

@@ -28,6 +28,8 @@ from piaohao.kernel.errors import (
 )
 from piaohao.platform import Platform
 from piaohao.services import notifications
+from piaohao.services.passwords import verify_payment_password
+from piaohao.services.trade_store import lock_trade
 from piaohao.services.views import load_components, load_orders, trade_view
 
 HELD, PAID, RELEASED, PENDING = "held", "paid", "released", "pending"
@@ -49,8 +51,6 @@ def parse_parts(p: Platform, trade, method: str | None, components: list[tuple[s
 
 
 def check_password(p: Platform, trade, password: str | None) -> None:
-    from piaohao.services.passwords import verify_payment_password
-
     if not isinstance(password, str) or not password:
         raise InvalidRequest("payment_password is required to spend the member's money")
     verify_payment_password(p, trade["member_id"], password, p.clock.now())
@@ -61,8 +61,6 @@ def pay_internal_only(p: Platform, trade_no: str, parts: list[Part]) -> dict:
     now = p.clock.now()
 
     def tx(conn: Connection) -> dict:
-        from piaohao.services.trades import lock_trade
-
         t = lock_trade(conn, trade_no)
         _payable(t, now)
         try:

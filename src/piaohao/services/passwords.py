@@ -24,6 +24,7 @@ from sqlalchemy import case, literal, or_, select, update
 from piaohao.db.database import Database
 from piaohao.db.schema_members import members
 from piaohao.kernel.errors import InvalidPaymentPassword, InvalidRequest, MemberNotFound, PaymentPasswordLocked
+from piaohao.kernel.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -76,8 +77,6 @@ def _lock_seconds(target, lock_s: float | None) -> tuple[Database, float]:
     """(database, lock duration) from a Platform (its settings) or a Database (the environment)."""
     if isinstance(target, Database):
         if lock_s is None:
-            from piaohao.kernel.settings import Settings
-
             lock_s = Settings.from_env().password_lock_s
         return target, float(lock_s)
     return target.db, float(target.settings.password_lock_s if lock_s is None else lock_s)

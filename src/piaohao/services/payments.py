@@ -26,8 +26,10 @@ from piaohao.domain.payments import PAYMENT_STATES
 from piaohao.domain.trades import TRADE_STATES
 from piaohao.kernel.errors import ChannelUnavailable, TradeNotFound, TradeNotPayable
 from piaohao.kernel.ids import new_id
+from piaohao.kernel.invariants import require
 from piaohao.platform import Platform
-from piaohao.services import funding, notifications, strays
+from piaohao.services import funding, notifications, strays, topups
+from piaohao.services.trade_store import lock_trade
 from piaohao.services.views import load_components, load_orders, trade_view
 
 log = structlog.get_logger(__name__)
@@ -56,8 +58,6 @@ def start_payment(p: Platform, cashier_token: str, method: str, parts: list | No
     internal = [x for x in parts or () if x.internal]
 
     def open_attempt(conn: Connection):
-        from piaohao.services.trades import lock_trade
-
         t = lock_trade(conn, trade["trade_no"])
         if t["status"] != trade_states.PENDING:
             raise TradeNotPayable(f"the trade is {t['status']}")
@@ -150,7 +150,6 @@ def _apply(conn: Connection, p: Platform, payment_no: str, result: PaymentResult
 
 # Trades with another purpose than "sale" (top-ups, ...) post their own entries and events when
 # paid: purpose -> handler(conn, platform, paid_trade, payment, channel_clearing_account, now).
-PAID_HANDLERS: dict[str, Callable] = {}
 
 
 def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, source: str, now: datetime) -> str:
@@ -195,18 +194,29 @@ def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, so
         status=new_status, paid_at=paid_at, paid_payment_no=pay["payment_no"], updated_at=now))
     paid = dict(trade, status=new_status, paid_at=paid_at, paid_payment_no=pay["payment_no"], updated_at=now)
     handler = PAID_HANDLERS.get(trade["purpose"])
-    if handler is not None:
-        handler(conn, p, paid, pay, now)
-        return "succeeded"
-    collect.to_merchant(conn, payment_no=pay["payment_no"], channel=pay["channel"], merchant_id=trade["merchant_id"],
-                        currency=pay["currency"], amount=pay["amount"], trade_no=trade["trade_no"], at=now)
-    settlement_clearing.on_trade_paid(conn, p, trade, now)  # orders -> their sellers' pending settlement
-    notifications.enqueue(conn, now=now, merchant_id=trade["merchant_id"], app_id=trade["app_id"],
-                          type="trade.succeeded", subject_id=trade["trade_no"],
-                          data=trade_view(p, paid, load_components(conn, trade["trade_no"]),
-                                          load_orders(conn, p, trade["trade_no"])),
-                          notify_url=trade["notify_url"], tz=p.settings.tz)
+    require(handler is not None, f"trade {trade['trade_no']} has purpose {trade['purpose']!r}, which nothing pays")
+    handler(conn, p, paid, pay, now)
     return "succeeded"
+
+
+def _sale_paid(conn: Connection, p: Platform, paid, pay, now: datetime) -> None:
+    """A sale was paid: the money is the merchant's (its orders' sellers' after clearing); tell it."""
+    collect.to_merchant(conn, payment_no=pay["payment_no"], channel=pay["channel"], merchant_id=paid["merchant_id"],
+                        currency=pay["currency"], amount=pay["amount"], trade_no=paid["trade_no"], at=now)
+    settlement_clearing.on_trade_paid(conn, p, paid, now)  # orders -> their sellers' pending settlement
+    notifications.enqueue(conn, now=now, merchant_id=paid["merchant_id"], app_id=paid["app_id"],
+                          type="trade.succeeded", subject_id=paid["trade_no"],
+                          data=trade_view(p, paid, load_components(conn, paid["trade_no"]),
+                                          load_orders(conn, p, paid["trade_no"])),
+                          notify_url=paid["notify_url"], tz=p.settings.tz)
+
+
+# purpose -> handler(conn, platform, paid_trade, payment, now), in the transaction that records the
+# channel's success. A purpose missing here is refused (the transaction rolls back), never a sale.
+PAID_HANDLERS: dict[str, Callable] = {
+    "sale": _sale_paid,
+    topups.PURPOSE: topups.on_paid,
+}
 
 
 def record_channel_component(conn: Connection, trade, pay, now: datetime) -> None:

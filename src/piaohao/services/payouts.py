@@ -20,7 +20,6 @@ logged masked (last 4 digits).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,6 +32,7 @@ from piaohao.books import chart, payout, withdraw
 from piaohao.channels.spi import Outcome, PayoutResult
 from piaohao.db.inserts import Raced, insert_once
 from piaohao.db.schema_members import disbursements
+from piaohao.domain.bank_accounts import BankAccount, mask  # noqa: F401  (re-exported)
 from piaohao.domain.business import DISBURSEMENT_STATES, PAYOUT, PROCESSING, WITHDRAWAL
 from piaohao.kernel.clock import rfc3339
 from piaohao.kernel.errors import (
@@ -41,6 +41,7 @@ from piaohao.kernel.errors import (
     InvalidRequest,
     NotFound,
     PayoutNotFound,
+    SubMerchantNotActive,
     SubMerchantNotFound,  # noqa: F401  (importable from here)
 )
 from piaohao.kernel.ids import new_id
@@ -49,37 +50,14 @@ from piaohao.kernel.money import CURRENCY_EXPONENT
 from piaohao.platform import Platform
 from piaohao.services import notifications
 from piaohao.services.members import check_amount, fingerprint
+from piaohao.services.sub_merchants import find_sub_merchant
 
 log = structlog.get_logger(__name__)
-
-PAYOUT_CHANNEL = "sandbox"  # the channel that pays out to banks
-PAYOUT_TRIES_MAX = 10  # channel calls (payout, then queries) before an unknown outcome is parked
-ACCOUNT_NUMBER_RE = re.compile(r"^[0-9]{4,34}$")
 NUMBER_OF = {WITHDRAWAL: "withdrawal_no", PAYOUT: "payout_no"}
 _d = disbursements.c
 
-
-@dataclass(frozen=True)
-class BankAccount:
-    bank: str
-    number: str
-    name: str
-
-    def __post_init__(self) -> None:
-        if not ACCOUNT_NUMBER_RE.match(self.number or ""):
-            raise InvalidRequest("bank_account.number must be 4-34 digits")
-        if not (self.bank or "").strip() or not (self.name or "").strip():
-            raise InvalidRequest("bank_account needs bank, number and name")
-
-    def masked(self) -> dict:
-        return {"bank": self.bank, "number": mask(self.number), "name": self.name}
-
-
-def mask(number: str) -> str:
-    """Only the last 4 digits show."""
-    return "*" * max(0, len(number) - 4) + number[-4:]
-
-
+PAYOUT_CHANNEL = "sandbox"  # the channel that pays out to banks
+PAYOUT_TRIES_MAX = 10  # channel calls (payout, then queries) before an unknown outcome is parked
 # --- views -----------------------------------------------------------------------------------------
 
 def disbursement_view(p: Platform, d) -> dict:
@@ -200,8 +178,6 @@ def create_payout(p: Platform, merchant_id: str, app_id: str, req: NewPayout) ->
     account = req.bank_account
     if req.sub_merchant_id is not None:
         # A sub-merchant's settled money, to its registered bank account unless another is named.
-        from piaohao.services.sub_merchants import find_sub_merchant
-
         with p.db.read() as conn:
             seller = find_sub_merchant(conn, merchant_id, req.sub_merchant_id)
         if account is None:
@@ -230,9 +206,6 @@ def create_payout(p: Platform, merchant_id: str, app_id: str, req: NewPayout) ->
 
 def _check_sub_merchant_may_pay_out(conn: Connection, merchant_id: str, sub_merchant_id: str) -> None:
     """In the payout's transaction: a frozen or closed sub-merchant's money stays where it is."""
-    from piaohao.kernel.errors import SubMerchantNotActive
-    from piaohao.services.sub_merchants import find_sub_merchant
-
     status = find_sub_merchant(conn, merchant_id, sub_merchant_id)["status"]
     if status != "active":
         raise SubMerchantNotActive(f"sub-merchant is {status}: no payouts")

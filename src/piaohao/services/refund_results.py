@@ -37,6 +37,7 @@ from piaohao.services.refunds import (
     reserve_components,
     view_of,
 )
+from piaohao.services.trade_store import lock_trade
 
 log = structlog.get_logger(__name__)
 REFUND_RESULTS = Counter("piaohao_refund_results_total", "Channel answers about refunds applied, by source and effect",
@@ -53,8 +54,6 @@ def apply_refund_result(p: Platform, refund_no: str, result: RefundResult, *, so
 
 
 def _apply(conn: Connection, p: Platform, refund_no: str, result: RefundResult, source: str) -> str:
-    from piaohao.services.trades import lock_trade
-
     now = p.clock.now()
     head = conn.execute(select(refunds.c.trade_no).where(refunds.c.refund_no == refund_no)).first()
     if head is None:

@@ -46,6 +46,7 @@ from piaohao.kernel.invariants import require
 from piaohao.kernel.money import is_valid_amount
 from piaohao.platform import Platform
 from piaohao.services import notifications
+from piaohao.services.trade_store import lock_trade
 
 log = structlog.get_logger(__name__)
 
@@ -167,8 +168,6 @@ def _replay(conn: Connection, p: Platform, existing, req: NewRefund) -> dict:
 
 
 def _create(conn: Connection, p: Platform, trade_no: str, req: NewRefund) -> tuple[dict, bool]:
-    from piaohao.services.trades import lock_trade
-
     now = p.clock.now()
     t = lock_trade(conn, trade_no)
     existing = _by_key(conn, trade_no, req.out_request_no)

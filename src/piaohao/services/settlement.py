@@ -23,6 +23,7 @@ from piaohao.kernel.errors import (
 )
 from piaohao.platform import Platform
 from piaohao.services.members import fingerprint
+from piaohao.services.trade_store import get_trade, lock_trade
 
 log = structlog.get_logger(__name__)
 _o = trade_orders.c
@@ -33,8 +34,6 @@ def confirm(p: Platform, merchant_id: str, trade_no: str, out_request_no: str,
             out_order_nos: list[str] | None) -> dict:
     """Settle the named orders of a paid trade now (all of them when none are named), in one
     transaction; idempotent on (merchant, out_request_no). Returns the trade view."""
-    from piaohao.services.trades import get_trade, lock_trade
-
     digest = fingerprint(trade_no=trade_no, out_order_nos=sorted(out_order_nos) if out_order_nos else None)
     now = p.clock.now()
 

@@ -12,6 +12,7 @@ from piaohao import ledger
 from piaohao.books import chart
 from piaohao.db.inserts import Raced, dialect_insert, insert_if_absent, insert_once
 from piaohao.db.schema_clearing import receiver_counters, split_receivers, sub_merchants
+from piaohao.domain.bank_accounts import BankAccount, mask
 from piaohao.domain.states import IllegalTransition, StateMachine
 from piaohao.kernel.clock import rfc3339
 from piaohao.kernel.errors import (
@@ -25,7 +26,6 @@ from piaohao.kernel.errors import (
 from piaohao.kernel.ids import new_id
 from piaohao.platform import Platform
 from piaohao.services.members import fingerprint
-from piaohao.services.payouts import BankAccount, mask
 
 log = structlog.get_logger(__name__)
 

@@ -31,8 +31,7 @@ from piaohao.kernel.clock import rfc3339, to_utc
 from piaohao.kernel.errors import IdempotencyConflict, InvalidRequest, TopupNotFound
 from piaohao.kernel.ids import new_id
 from piaohao.platform import Platform
-from piaohao.services import notifications, payments
-from piaohao.services import trades as trade_service
+from piaohao.services import notifications, trade_store
 from piaohao.services.members import check_amount, fingerprint, load_member
 
 log = structlog.get_logger(__name__)
@@ -101,7 +100,7 @@ def create_topup(p: Platform, merchant_id: str, app_id: str, req: NewTopup) -> t
         if req.currency != member["currency"]:
             raise InvalidRequest(f"the member's currency is {member['currency']}")
         topup_no = new_id("tu")
-        trade = trade_service.create_internal_trade(
+        trade = trade_store.create_internal_trade(
             conn, p, merchant_id=merchant_id, app_id=app_id, purpose=PURPOSE, out_trade_no=f"topup:{topup_no}",
             amount=req.amount, currency=req.currency, subject=f"Top-up of member {member['out_member_id']}",
             expires_at=expires_at, return_url=req.return_url)
@@ -184,5 +183,3 @@ def on_closed(conn: Connection, p: Platform, trade, now: datetime) -> None:
     log.info("topup.failed", topup_no=t["topup_no"], reason=trade.get("close_reason"))
 
 
-payments.PAID_HANDLERS[PURPOSE] = on_paid
-trade_service.CLOSED_HANDLERS[PURPOSE] = on_closed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, select
 
+from piaohao.clearing import order_views
 from piaohao.db.schema import trade_components
 from piaohao.kernel.clock import rfc3339
 from piaohao.platform import Platform
@@ -18,8 +19,6 @@ def load_components(conn: Connection, trade_no: str) -> list:
 
 def load_orders(conn: Connection, p: Platform, trade_no: str) -> list:
     """The trade's orders (合併支付), with their splits and settlement status."""
-    from piaohao.clearing import order_views
-
     return order_views(conn, p, trade_no)
 
 

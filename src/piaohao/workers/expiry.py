@@ -10,7 +10,7 @@ from sqlalchemy import select
 from piaohao.db.schema import trades
 from piaohao.domain import trades as trade_states
 from piaohao.platform import Platform
-from piaohao.services.trades import close_pending_trade
+from piaohao.services.closing import close_pending_trade
 
 log = structlog.get_logger(__name__)
 RETRY_AFTER_S = 5.0  # a channel that could not confirm a close is asked again after this long

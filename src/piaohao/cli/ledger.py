@@ -7,14 +7,16 @@ from datetime import UTC, datetime
 
 import typer
 
+from piaohao.bootstrap import open_database
+from piaohao.kernel.errors import LedgerError
 from piaohao.kernel.settings import Settings, SettingsError
+from piaohao.ledger.check import check
+from piaohao.ledger.reading import statement
 
 app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True, add_completion=False)
 
 
 def _db():
-    from piaohao.bootstrap import open_database
-
     try:
         settings = Settings.from_env()
     except SettingsError as e:
@@ -37,8 +39,6 @@ def _when(value: str | None, name: str) -> datetime | None:
 @app.command("check")
 def check_cmd(as_json: bool = typer.Option(False, "--json", help="Print the violations as JSON.")):
     """Check the books; exit 0 when clean, 1 with every violation listed otherwise."""
-    from piaohao.ledger.check import check
-
     db = _db()
     try:
         violations = check(db)
@@ -64,9 +64,6 @@ def statement_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """The account's posted legs in [from, to) with a running balance (normal-side terms)."""
-    from piaohao.kernel.errors import LedgerError
-    from piaohao.ledger.reading import statement
-
     db = _db()
     try:
         with db.read() as conn:

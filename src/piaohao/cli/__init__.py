@@ -3,14 +3,40 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
+from dataclasses import asdict
 from datetime import datetime
 
 import typer
+import uvicorn
 
+from piaohao.alerts import list_alerts
+from piaohao.bootstrap import assemble, open_database
+from piaohao.channels.sandbox import serve_standalone
+from piaohao.clearing.batches import statement_csv
+from piaohao.clearing.fees import add_rule, load_rules
+from piaohao.clearing.payout_cycles import run_payout_cycles
+from piaohao.cli.ledger import app as ledger_app
+from piaohao.db import migrate
 from piaohao.kernel.clock import SystemClock
 from piaohao.kernel.errors import PiaohaoError
+from piaohao.kernel.logs import configure
 from piaohao.kernel.settings import Settings, SettingsError
+from piaohao.platform import Platform
+from piaohao.services import notifications
+from piaohao.services.merchants import (
+    create_app,
+    create_merchant,
+    list_merchants,
+    rotate_secret,
+    set_app_status,
+    update_merchant,
+)
+from piaohao.services.settlement import get_batch, list_batches, run
+from piaohao.services.sub_merchants import change_status
 
 app = typer.Typer(help="piaohao: an aggregated payment platform.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -19,7 +45,6 @@ apps_app = typer.Typer(help="Merchant apps and their secrets.", no_args_is_help=
 notifications_app = typer.Typer(help="Merchant notifications (the outbox).", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alerts: the manual-handling queue.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="The sandbox payment channel.", no_args_is_help=True)
-from piaohao.ledger.cli import app as ledger_app  # noqa: E402
 
 for sub, name in ((ledger_app, "ledger"), (db_app, "db"), (merchants_app, "merchants"), (apps_app, "apps"),
                   (notifications_app, "notifications"), (alerts_app, "alerts"), (sandbox_app, "sandbox")):
@@ -35,8 +60,6 @@ def _settings() -> Settings:
 
 
 def _db(migrate_now: bool | None = None):
-    from piaohao.bootstrap import open_database
-
     return open_database(_settings(), migrate_now=migrate_now)
 
 
@@ -66,8 +89,6 @@ def _fail(e: PiaohaoError) -> None:
 @db_app.command("upgrade")
 def db_upgrade():
     """Create or migrate the schema to the newest version."""
-    from piaohao.db import migrate
-
     db = _db(migrate_now=False)
     migrate.upgrade(db)
     typer.echo(f"database at revision {migrate.current(db)}")
@@ -75,8 +96,6 @@ def db_upgrade():
 
 @db_app.command("current")
 def db_current():
-    from piaohao.db import migrate
-
     typer.echo(migrate.current(_db(migrate_now=False)) or "empty")
 
 
@@ -84,8 +103,6 @@ def db_current():
 @merchants_app.command("create")
 def merchants_create(name: str = typer.Option(..., "--name"), as_json: bool = typer.Option(False, "--json")):
     """Create a merchant with one app. The app secret is shown this once."""
-    from piaohao.services.merchants import create_merchant
-
     try:
         creds = create_merchant(_db(), name, SystemClock().now())
     except PiaohaoError as e:
@@ -96,8 +113,6 @@ def merchants_create(name: str = typer.Option(..., "--name"), as_json: bool = ty
 
 @merchants_app.command("list")
 def merchants_list(as_json: bool = typer.Option(False, "--json")):
-    from piaohao.services.merchants import list_merchants
-
     _print(list_merchants(_db()), as_json)
 
 
@@ -105,8 +120,6 @@ def merchants_list(as_json: bool = typer.Option(False, "--json")):
 def merchants_update(merchant_id: str, coins_cap_pct: int | None = typer.Option(None, "--coins-cap-pct"),
                      settle_after_days: int | None = typer.Option(None, "--settle-after-days"),
                      as_json: bool = typer.Option(False, "--json")):
-    from piaohao.services.merchants import update_merchant
-
     try:
         row = update_merchant(_db(), merchant_id, coins_cap_pct=coins_cap_pct, settle_after_days=settle_after_days)
     except PiaohaoError as e:
@@ -118,8 +131,6 @@ def merchants_update(merchant_id: str, coins_cap_pct: int | None = typer.Option(
 @apps_app.command("create")
 def apps_create(merchant_id: str, as_json: bool = typer.Option(False, "--json")):
     """Another app for a merchant. Its secret is shown this once."""
-    from piaohao.services.merchants import create_app
-
     try:
         creds = create_app(_db(), merchant_id, SystemClock().now())
     except PiaohaoError as e:
@@ -131,8 +142,6 @@ def apps_create(merchant_id: str, as_json: bool = typer.Option(False, "--json"))
 def apps_rotate(app_id: str, grace_s: int = typer.Option(86400, "--grace-s", help="old secret stays valid this long"),
                 as_json: bool = typer.Option(False, "--json")):
     """A new secret for an app, shown this once; the old one keeps working for --grace-s seconds."""
-    from piaohao.services.merchants import rotate_secret
-
     try:
         creds = rotate_secret(_db(), app_id, SystemClock().now(), grace_s)
     except PiaohaoError as e:
@@ -143,8 +152,6 @@ def apps_rotate(app_id: str, grace_s: int = typer.Option(86400, "--grace-s", hel
 @apps_app.command("disable")
 def apps_disable(app_id: str):
     """Refuse every request of an app (401 UNKNOWN_APP) from now on."""
-    from piaohao.services.merchants import set_app_status
-
     try:
         set_app_status(_db(), app_id, "disabled")
     except PiaohaoError as e:
@@ -154,8 +161,6 @@ def apps_disable(app_id: str):
 
 @apps_app.command("enable")
 def apps_enable(app_id: str):
-    from piaohao.services.merchants import set_app_status
-
     try:
         set_app_status(_db(), app_id, "active")
     except PiaohaoError as e:
@@ -169,8 +174,6 @@ def notifications_list(parked: bool = typer.Option(False, "--parked", help="only
                        status: str | None = typer.Option(None, "--status"),
                        as_json: bool = typer.Option(False, "--json")):
     """Merchant notification events (newest first)."""
-    from piaohao.services import notifications
-
     db = _db()
     rows = notifications.list_parked(db) if parked else notifications.list_events(db, status=status)
     _print(rows, as_json)
@@ -179,8 +182,6 @@ def notifications_list(parked: bool = typer.Option(False, "--parked", help="only
 @notifications_app.command("resend")
 def notifications_resend(event_id: str, as_json: bool = typer.Option(False, "--json")):
     """Deliver an event again, with the same id, on the retry schedule from the start."""
-    from piaohao.services import notifications
-
     try:
         row = notifications.resend(_db(), event_id, SystemClock().now())
     except PiaohaoError as e:
@@ -192,8 +193,6 @@ def notifications_resend(event_id: str, as_json: bool = typer.Option(False, "--j
 @alerts_app.command("list")
 def alerts_list(all_: bool = typer.Option(False, "--all", help="resolved ones too"),
                 kind: str | None = typer.Option(None, "--kind"), as_json: bool = typer.Option(False, "--json")):
-    from piaohao.alerts import list_alerts
-
     _print(list_alerts(_db(), status=None if all_ else "open", kind=kind), as_json)
 
 
@@ -204,12 +203,8 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
           processes: int = typer.Option(1, "--processes", min=1, max=32,
                                         help="API processes sharing the port (each runs workers unless --no-workers)")):
     """Run the API, its workers and the built-in sandbox channel (migrating first)."""
-    import os
 
-    import uvicorn
 
-    from piaohao.bootstrap import assemble
-    from piaohao.kernel.logs import configure
 
     settings = _settings()
     if not settings.base_url:
@@ -217,8 +212,6 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
         settings = settings.with_(base_url=f"http://{public_host}:{port}")
     configure(settings.log_level)
     if processes > 1:
-        from piaohao.bootstrap import open_database
-
         open_database(settings, migrate_now=True).dispose()
         os.environ["PIAOHAO_BASE_URL"] = settings.base_url
         os.environ["PIAOHAO_SERVE_WORKERS"] = "1" if workers else "0"
@@ -239,11 +232,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
 @app.command("worker")
 def worker():
     """Run only the workers (outbox, expiry, active query) against the database; stop with Ctrl-C."""
-    import signal
-    import threading
 
-    from piaohao.bootstrap import assemble
-    from piaohao.kernel.logs import configure
 
     settings = _settings()
     configure(settings.log_level)
@@ -265,8 +254,6 @@ def sandbox_serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = t
                   database_url: str = typer.Option("sqlite:///piaohao-sandbox.db", "--database-url")):
     """Run the sandbox channel on its own, so the platform talks to it over real HTTP
     (point the platform at it with PIAOHAO_SANDBOX_URL=http://HOST:PORT)."""
-    from piaohao.channels.sandbox import serve_standalone
-    from piaohao.kernel.logs import configure
 
     configure(_settings().log_level)
     serve_standalone(host, port, database_url)
@@ -290,14 +277,10 @@ app.add_typer(fees_app, name="fees")
 
 
 def _platform():
-    from piaohao.platform import Platform
-
     return Platform(settings=_settings(), db=_db(), clock=SystemClock())
 
 
 def _sub_merchant_event(sub_merchant_id: str, event: str, as_json: bool) -> None:
-    from piaohao.services.sub_merchants import change_status
-
     try:
         view = change_status(_platform(), sub_merchant_id, event)
     except PiaohaoError as e:
@@ -347,9 +330,6 @@ def settlement_run(as_of: str | None = typer.Option(None, "--as-of", help="RFC 3
                    as_json: bool = typer.Option(False, "--json")):
     """Settle now every order whose settlement period has run out as of --as-of, then create the
     payouts of the sub-merchants whose payout cycle (payout_every_days) is due."""
-    from piaohao.bootstrap import assemble
-    from piaohao.clearing.payout_cycles import run_payout_cycles
-    from piaohao.services.settlement import run
 
     when = _instant(as_of)
     assembly = assemble(_settings(), with_api=False)  # the cycles' payouts need the payout channel
@@ -366,16 +346,12 @@ def settlement_run(as_of: str | None = typer.Option(None, "--as-of", help="RFC 3
 @settlement_app.command("batches")
 def settlement_batches(merchant_id: str, seller_id: str | None = typer.Option(None, "--seller-id"),
                        as_json: bool = typer.Option(False, "--json")):
-    from piaohao.services.settlement import list_batches
-
     _print(list_batches(_platform(), merchant_id, seller_id), as_json)
 
 
 @settlement_app.command("verify")
 def settlement_verify(batch_no: str, as_json: bool = typer.Option(False, "--json")):
     """Re-verify a batch (totals, exactly-once, ledger); exit 1 with the problems listed."""
-    from piaohao.services.settlement import get_batch
-
     try:
         view = get_batch(_platform(), None, batch_no)
     except PiaohaoError as e:
@@ -388,8 +364,6 @@ def settlement_verify(batch_no: str, as_json: bool = typer.Option(False, "--json
 @settlement_app.command("statement")
 def settlement_statement(merchant_id: str, batch_no: str):
     """The seller's settlement statement of one batch, as CSV on stdout."""
-    from piaohao.clearing.batches import statement_csv
-
     try:
         typer.echo(statement_csv(_platform(), merchant_id, batch_no), nl=False)
     except PiaohaoError as e:
@@ -399,9 +373,7 @@ def settlement_statement(merchant_id: str, batch_no: str):
 @fees_app.command("list")
 def fees_list(as_json: bool = typer.Option(False, "--json")):
     """Active fee rules, in the order they are tried (lowest priority first)."""
-    from dataclasses import asdict
 
-    from piaohao.clearing.fees import load_rules
 
     with _db().read() as conn:
         rules = [dict(asdict(r), rate_bp=str(r.rate_bp)) for r in load_rules(conn)]
@@ -418,9 +390,7 @@ def fees_add(priority: int = typer.Option(..., "--priority"), rate_bp: str = typ
              business_type: str | None = typer.Option(None, "--business-type"),
              currency: str | None = typer.Option(None, "--currency"), as_json: bool = typer.Option(False, "--json")):
     """Add a fee rule (applies to settlements from now on)."""
-    from dataclasses import asdict
 
-    from piaohao.clearing.fees import add_rule
 
     try:
         rule = _db().write(lambda conn: add_rule(

@@ -1,0 +1,125 @@
+"""Closing a trade: by its merchant (`close_trade`) or on expiry (`close_pending_trade`).
+
+A trade is closed at its channels first, then here: a channel that says the buyer already paid
+wins (the payment is recorded, the close refused). What a closed trade of each purpose does is
+the explicit table `CLOSED_HANDLERS`; a purpose missing from it is an error, never a sale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+from sqlalchemy import Connection, select, update
+
+from piaohao import clearing
+from piaohao.channels.spi import Outcome
+from piaohao.db.schema import payments, trades
+from piaohao.domain import payments as pay_states
+from piaohao.domain import trades as trade_states
+from piaohao.domain.trades import TRADE_STATES
+from piaohao.kernel.errors import TradeNotClosable, TradeNotFound
+from piaohao.kernel.invariants import require
+from piaohao.platform import Platform
+from piaohao.services import funding, notifications, topups
+from piaohao.services.payments import apply_channel_result
+from piaohao.services.trade_store import get_trade, lock_trade
+from piaohao.services.views import load_components, load_orders, trade_view
+
+log = structlog.get_logger(__name__)
+
+
+def _sale_closed(conn: Connection, p: Platform, closed, now) -> None:
+    notifications.enqueue(conn, now=now, merchant_id=closed["merchant_id"], app_id=closed["app_id"],
+                          type="trade.closed", subject_id=closed["trade_no"],
+                          data=trade_view(p, closed, load_components(conn, closed["trade_no"]),
+                                          load_orders(conn, p, closed["trade_no"])),
+                          notify_url=closed["notify_url"], tz=p.settings.tz)
+
+
+# purpose -> handler(conn, platform, closed_trade, now), in the closing transaction.
+CLOSED_HANDLERS: dict[str, Callable] = {
+    "sale": _sale_closed,
+    topups.PURPOSE: topups.on_closed,
+}
+
+
+def close_trade(p: Platform, merchant_id: str, trade_no: str) -> dict:
+    """Merchant close: only an unpaid trade. Any payment started at a channel is closed there
+    first; if the channel says it was paid, the payment is recorded and the close refused."""
+    with p.db.read() as conn:
+        trade = conn.execute(select(trades).where(trades.c.trade_no == trade_no,
+                                                  trades.c.merchant_id == merchant_id)).mappings().first()
+    if trade is None:
+        raise TradeNotFound("no such trade")
+    outcome = close_pending_trade(p, trade_no, reason=trade_states.CLOSE_REASON_MERCHANT)
+    if outcome == "closed":
+        return get_trade(p, merchant_id, trade_no=trade_no)
+    raise TradeNotClosable(_NOT_CLOSABLE_WHY.get(outcome, "the trade cannot be closed"))
+
+
+_NOT_CLOSABLE_WHY = {
+    "paid": "the trade is paid; use a refund",
+    "in_progress": "a payment is in progress at the channel; try again shortly",
+}
+
+
+def close_pending_trade(p: Platform, trade_no: str, *, reason: str) -> str:
+    """Close a trade at its channels, then here. Returns "closed" (now or already), "paid"
+    (the trade is or just became paid) or "in_progress" (a channel could not confirm; retry)."""
+    with p.db.read() as conn:
+        trade = conn.execute(select(trades.c.status).where(trades.c.trade_no == trade_no)).first()
+        open_payments = conn.execute(select(payments.c.payment_no, payments.c.channel).where(
+            payments.c.trade_no == trade_no, payments.c.status.in_(pay_states.OPEN_STATES))).all()
+    if trade is None:
+        raise TradeNotFound("no such trade")
+    if trade.status == trade_states.CLOSED:
+        return "closed"
+    if trade.status != trade_states.PENDING:
+        return "paid"
+    confirmed: set[str] = set()
+    for payment_no, channel_name in open_payments:
+        result = p.channel(channel_name).close_payment(payment_no)
+        if result.outcome == Outcome.SUCCEEDED:
+            apply_channel_result(p, payment_no, result, source="close")
+            return "paid"
+        if result.outcome in (Outcome.CLOSED, Outcome.NOT_FOUND, Outcome.FAILED):
+            confirmed.add(payment_no)
+        else:
+            log.info("trade.close_deferred", trade_no=trade_no, payment_no=payment_no, outcome=result.outcome,
+                     error=result.error)
+            return "in_progress"
+
+    def tx(conn: Connection) -> str:
+        row = lock_trade(conn, trade_no)
+        if row["status"] == trade_states.CLOSED:
+            return "closed"
+        if row["status"] != trade_states.PENDING:
+            return "paid"
+        still_open = {r.payment_no for r in conn.execute(select(payments.c.payment_no).where(
+            payments.c.trade_no == trade_no, payments.c.status.in_(pay_states.OPEN_STATES)))}
+        if still_open - confirmed:
+            return "in_progress"  # a payment started after we asked the channel: ask again
+        now = p.clock.now()
+        event = "expire" if reason == trade_states.CLOSE_REASON_EXPIRED else "close"
+        new_status = TRADE_STATES.next(row["status"], event)
+        done = conn.execute(update(trades).where(
+            trades.c.trade_no == trade_no, trades.c.status == row["status"]).values(
+            status=new_status, closed_at=now, close_reason=reason, updated_at=now)).rowcount
+        require(done == 1, "trade row is locked; the conditional update cannot miss")
+        funding.release_held(conn, trade_no, now)  # a combination's held parts go back to the member
+        clearing.on_trade_closed(conn, p, row, now)  # its orders close; their subsidies go back to the cap
+        if still_open:
+            conn.execute(update(payments).where(payments.c.payment_no.in_(still_open),
+                                                payments.c.status.in_(pay_states.PAYMENT_STATES.sources("close")))
+                         .values(status=pay_states.CLOSED, finished_at=now, updated_at=now))
+        closed = dict(row, status=new_status, closed_at=now, close_reason=reason, updated_at=now)
+        handler = CLOSED_HANDLERS.get(row["purpose"])
+        require(handler is not None, f"trade {trade_no} has purpose {row['purpose']!r}, which nothing closes")
+        handler(conn, p, closed, now)
+        log.info("trade.closed", trade_no=trade_no, reason=reason, purpose=row["purpose"])
+        return "closed"
+
+    return p.db.write(tx)
+
+
