@@ -19,7 +19,8 @@ serve: $(STAMP)
 
 ## Run the tests: SQLite always, PostgreSQL too when it is reachable on 127.0.0.1:5432.
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench simulators scripts
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -n 3 $(PYTEST_ARGS)
 
 ## The API.md happy path against a freshly started server (needs ../shared/contract/smoke.py).
@@ -30,4 +31,5 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/e2e/run.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench simulators scripts
+	$(VENV)/bin/lint-imports

@@ -94,11 +94,18 @@ class Running:
         return MerchantClient(self.url, creds.app_id, creds.app_secret, creds.merchant_id)
 
 
-def fast_settings(database_url: str, port: int, tmp_path, **overrides) -> Settings:
+TEST_SECRET_KEY = "tests-secret-key-0123456789abcdefghij"
+
+
+def fast_settings(database_url: str, port: int, tmp_path, *, sandbox_url: str = "", **overrides) -> Settings:
+    """Quick timings, the sandbox on (PostgreSQL too, as API.md's tests do) and a secret key."""
     base = Settings.from_env({})
+    channel_env = {"PIAOHAO_SANDBOX": "on", "PIAOHAO_SANDBOX_DATABASE_URL": f"sqlite:///{tmp_path}/sandbox.db"}
+    if sandbox_url:
+        channel_env["PIAOHAO_SANDBOX_URL"] = sandbox_url
     values = dict(
-        database_url=database_url, base_url=f"http://127.0.0.1:{port}",
-        sandbox_database_url=f"sqlite:///{tmp_path}/sandbox.db",
+        database_url=database_url, base_url=f"http://127.0.0.1:{port}", channel_env=channel_env,
+        secret_key=TEST_SECRET_KEY,
         notify_retry_s=(0.2, 0.2, 0.2), notify_timeout_s=2.0, active_query_after_s=0.5,
         active_query_interval_max_s=1.0, channel_timeout_s=2.0, worker_poll_s=0.05, rate_limit_per_s=0)
     values.update(overrides)

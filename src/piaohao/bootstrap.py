@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
 from piaohao.api.app import create_app
 from piaohao.api.gateway import purge_nonces
+from piaohao.channels.registry import KINDS
+from piaohao.channels.spi.plugin import ChannelKind
 from piaohao.db import migrate
 from piaohao.db.database import Database
 from piaohao.kernel.clock import Clock, SystemClock
 from piaohao.kernel.settings import Settings
 from piaohao.platform import Platform
+from piaohao.services.channel_accounts import provisioned_config, store_provisioned
 from piaohao.services.payments import query_due_payments
 from piaohao.workers.dispatcher import OutboxDispatcher
 from piaohao.workers.expiry import ExpiryWorker
@@ -33,17 +35,6 @@ def open_database(settings: Settings, *, migrate_now: bool | None = None) -> Dat
     return db
 
 
-def sandbox_store_url(settings: Settings) -> str:
-    """The sandbox channel keeps its own storage: its own SQLite file beside ours by default."""
-    if settings.sandbox_database_url:
-        return settings.sandbox_database_url
-    url = settings.database_url
-    if url.startswith("sqlite:///") and url not in ("sqlite:///:memory:",):
-        path = Path(url[len("sqlite:///"):])
-        return f"sqlite:///{path.with_name(path.stem + '-sandbox' + (path.suffix or '.db'))}"
-    return "sqlite:///piaohao-sandbox.db"
-
-
 @dataclass
 class Assembly:
     platform: Platform
@@ -54,11 +45,13 @@ class Assembly:
     runner: Runner | None = None
     channel_runner: Runner | None = None
 
+    simulator_loops: list[Loop] = field(default_factory=list)
+
     def start_channel_simulators(self) -> None:
         """Loops of in-process simulated channels (the sandbox's notifier): they belong to the
         channel, not to the platform's workers, so they run even with --no-workers."""
-        if self.extras.get("sandbox_loops") and self.channel_runner is None:
-            self.channel_runner = Runner(self.extras["sandbox_loops"]).start()
+        if self.simulator_loops and self.channel_runner is None:
+            self.channel_runner = Runner(self.simulator_loops).start()
 
     def start_workers(self) -> Runner:
         self.runner = Runner(self.loops).start()
@@ -87,10 +80,11 @@ def assemble(settings: Settings, *, clock: Clock | None = None, migrate_now: boo
     mounts: dict = {}
     loops: list[Loop] = []
     closers: list = []
-    from piaohao.channels.sandbox.wiring import wire_sandbox
-
     extras: dict = {}
-    wire_sandbox(p, mounts, loops, closers, extras)
+    simulator_loops: list[Loop] = []
+    for kind in KINDS.values():
+        if kind.provision is not None:
+            _provision(p, kind, mounts, simulator_loops, closers, extras)
     dispatcher = OutboxDispatcher(db, settings, clock, http=httpx.Client())
     closers.append(dispatcher.close)
     expiry = ExpiryWorker(p)
@@ -105,4 +99,30 @@ def assemble(settings: Settings, *, clock: Clock | None = None, migrate_now: boo
         Loop("settlement", SettlementWorker(p).run_once, max(poll, min(SETTLEMENT_CHECK_EVERY_S, 20 * poll))),
     ]
     app = create_app(p, extra_mounts=mounts) if with_api else None
-    return Assembly(platform=p, app=app, loops=loops, closers=closers, extras=extras)
+    return Assembly(platform=p, app=app, loops=loops, closers=closers, extras=extras,
+                    simulator_loops=simulator_loops)
+
+
+def _provision(p: Platform, kind: ChannelKind, mounts: dict, loops: list[Loop], closers: list, extras: dict) -> None:
+    """Start a self-provisioning channel kind (its simulator, its platform account). The first
+    process to store the account's configuration wins; a process that lost the race starts again
+    from the winner's, so every process shares one identity at the channel."""
+    stored = provisioned_config(p, kind.name)
+    done = kind.provision(stored, p.channel_context())
+    if done is None:
+        return
+    if not store_provisioned(p, kind.name, done.config, create_only=stored is None):
+        for close in done.closers:
+            close()
+        done = kind.provision(provisioned_config(p, kind.name), p.channel_context())
+        store_provisioned(p, kind.name, done.config)
+    elif stored is not None:
+        store_provisioned(p, kind.name, done.config)
+    channel = kind.build(done.config, p.channel_context())
+    p.channels[kind.name] = channel
+    mounts.update(done.mounts)
+    loops.extend(Loop(loop.name, loop.run_once, loop.interval_s) for loop in done.loops)
+    closers.extend(done.closers)
+    if hasattr(channel, "http"):
+        closers.append(channel.http.close)
+    extras.update(done.extras)

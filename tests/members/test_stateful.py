@@ -242,7 +242,7 @@ def service_platform(tmp_path, monkeypatch):
     monkeypatch.setattr(passwords, "SCRYPT_N", 2**4)  # the real cost is tested elsewhere; keep examples fast
     settings_ = Settings.from_env({}).with_(
         database_url=f"sqlite:///{tmp_path}/piaohao.db", base_url="http://127.0.0.1:9",
-        sandbox_database_url=f"sqlite:///{tmp_path}/sandbox.db", active_query_after_s=30,
+        channel_env={"PIAOHAO_SANDBOX_DATABASE_URL": f"sqlite:///{tmp_path}/sandbox.db"}, active_query_after_s=30,
         active_query_interval_max_s=600)
     assembly = assemble(settings_, clock=FakeClock(), migrate_now=True, with_api=False)
     channel = ScriptedChannel()

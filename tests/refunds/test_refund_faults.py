@@ -15,7 +15,7 @@ from piaohao.channels.spi import Outcome, RefundResult
 from piaohao.db.schema_ledger import ledger_entries
 from piaohao.db.schema_refunds import refunds
 from piaohao.services import refund_results as svc
-from piaohao.workers.refunds import execute_refund
+from piaohao.services.refund_tries import execute_refund
 from tests.refunds.helpers import (
     alert_count,
     available,

@@ -129,6 +129,8 @@ def test_settlement_worker_and_cli_run_the_cycles(make_platform, monkeypatch):
     assert [d["amount"] for d in cycle_payouts(running, by_worker)] == [700]
     sell_and_settle(m, by_cli, 800)
     monkeypatch.setenv("PIAOHAO_DATABASE_URL", running.settings.database_url)
+    monkeypatch.setenv("PIAOHAO_SECRET_KEY", running.settings.secret_key)
+    monkeypatch.setenv("PIAOHAO_SANDBOX", "on")
     later = (dt.datetime.now(dt.UTC) + 2 * DAY).isoformat()
     result = CliRunner().invoke(app, ["settlement", "run", "--as-of", later, "--json"])
     assert result.exit_code == 0, result.output

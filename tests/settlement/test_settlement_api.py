@@ -240,6 +240,8 @@ def test_settlement_run_cli_settles_as_of_the_given_time(running, monkeypatch):
     trade = create_trade(m, 900, None).json()
     pay(m, trade)
     monkeypatch.setenv("PIAOHAO_DATABASE_URL", running.settings.database_url)
+    monkeypatch.setenv("PIAOHAO_SECRET_KEY", running.settings.secret_key)
+    monkeypatch.setenv("PIAOHAO_SANDBOX", "on")
     tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=23)).isoformat()
     result = CliRunner().invoke(app, ["settlement", "run", "--as-of", tomorrow, "--json"])
     assert result.exit_code == 0, result.output

@@ -34,8 +34,9 @@ if(j.redirect_url)location.href=j.redirect_url;else alert(j.message||j.status);}
 
 
 @router.post("/{token}/pay")
-def pay(token: str, body: PayBody, p: Platform = Depends(platform)):
+def pay(token: str, body: PayBody, request: Request, p: Platform = Depends(platform)):
     components = [(c.method, c.amount) for c in body.components] if body.components is not None else None
     if (body.method is None) == (components is None):
         raise InvalidComponents("give either method or components")
-    return cashier.pay(p, token, method=body.method, components=components, payment_password=body.payment_password)
+    return cashier.pay(p, token, method=body.method, components=components, payment_password=body.payment_password,
+                       openid=body.openid, client_ip=request.client.host if request.client else None)

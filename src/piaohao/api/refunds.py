@@ -14,7 +14,7 @@ from piaohao.domain import refunds as rs
 from piaohao.kernel.money import AMOUNT_MAX
 from piaohao.platform import Platform
 from piaohao.services import refunds as svc
-from piaohao.workers.refunds import execute_refund
+from piaohao.services.refund_tries import execute_refund
 
 log = structlog.get_logger(__name__)
 

@@ -62,6 +62,7 @@ class PayBody(Strict):
     method: Annotated[StrictStr, Field(min_length=1, max_length=32)] | None = None
     components: Annotated[list[ComponentIn], Field(min_length=1, max_length=4)] | None = None
     payment_password: Annotated[StrictStr, Field(max_length=64)] | None = None
+    openid: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None  # wechatpay.jsapi
 
 
 class ComponentOut(BaseModel):

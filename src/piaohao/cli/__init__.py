@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -15,17 +14,17 @@ import uvicorn
 
 from piaohao.alerts import list_alerts
 from piaohao.bootstrap import assemble, open_database
-from piaohao.channels.sandbox import serve_standalone
+from piaohao.channels.registry import KINDS
 from piaohao.clearing.batches import statement_csv
 from piaohao.clearing.fees import add_rule, load_rules
 from piaohao.clearing.payout_cycles import run_payout_cycles
+from piaohao.cli.channels import app as channels_app
+from piaohao.cli.common import _db, _fail, _platform, _print, _settings
 from piaohao.cli.ledger import app as ledger_app
 from piaohao.db import migrate
 from piaohao.kernel.clock import SystemClock
 from piaohao.kernel.errors import PiaohaoError
 from piaohao.kernel.logs import configure
-from piaohao.kernel.settings import Settings, SettingsError
-from piaohao.platform import Platform
 from piaohao.services import notifications
 from piaohao.services.merchants import (
     create_app,
@@ -44,45 +43,14 @@ merchants_app = typer.Typer(help="Merchants.", no_args_is_help=True)
 apps_app = typer.Typer(help="Merchant apps and their secrets.", no_args_is_help=True)
 notifications_app = typer.Typer(help="Merchant notifications (the outbox).", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alerts: the manual-handling queue.", no_args_is_help=True)
-sandbox_app = typer.Typer(help="The sandbox payment channel.", no_args_is_help=True)
 
 for sub, name in ((ledger_app, "ledger"), (db_app, "db"), (merchants_app, "merchants"), (apps_app, "apps"),
-                  (notifications_app, "notifications"), (alerts_app, "alerts"), (sandbox_app, "sandbox")):
+                  (notifications_app, "notifications"), (alerts_app, "alerts"),
+                  (channels_app, "channels")):
     app.add_typer(sub, name=name)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-
-
-def _db(migrate_now: bool | None = None):
-    return open_database(_settings(), migrate_now=migrate_now)
-
-
-def _print(obj, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(obj, default=_json_default, ensure_ascii=False))
-    elif isinstance(obj, list):
-        for row in obj:
-            typer.echo("  ".join(f"{k}={_json_default(v) if isinstance(v, datetime) else v}" for k, v in row.items()))
-    else:
-        for k, v in obj.items():
-            typer.echo(f"{k}: {_json_default(v) if isinstance(v, datetime) else v}")
-
-
-def _json_default(v):
-    if isinstance(v, datetime):
-        return v.isoformat()
-    raise TypeError(type(v).__name__)
-
-
-def _fail(e: PiaohaoError) -> None:
-    typer.echo(f"error: {e.code}: {e.message}", err=True)
-    raise typer.Exit(1)
+for _kind in KINDS.values():  # a channel kind's own commands (`piaohao sandbox serve`)
+    if _kind.cli is not None:
+        app.add_typer(_kind.cli, name=_kind.name)
 
 
 # --- db -------------------------------------------------------------------------------------------
@@ -249,16 +217,6 @@ def worker():
         assembly.close()
 
 
-@sandbox_app.command("serve")
-def sandbox_serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8100, "--port"),
-                  database_url: str = typer.Option("sqlite:///piaohao-sandbox.db", "--database-url")):
-    """Run the sandbox channel on its own, so the platform talks to it over real HTTP
-    (point the platform at it with PIAOHAO_SANDBOX_URL=http://HOST:PORT)."""
-
-    configure(_settings().log_level)
-    serve_standalone(host, port, database_url)
-
-
 def main() -> None:
     try:
         app()
@@ -274,10 +232,6 @@ fees_app = typer.Typer(help="Fee rules (計費).", no_args_is_help=True)
 app.add_typer(sub_merchants_app, name="sub-merchants")
 app.add_typer(settlement_app, name="settlement")
 app.add_typer(fees_app, name="fees")
-
-
-def _platform():
-    return Platform(settings=_settings(), db=_db(), clock=SystemClock())
 
 
 def _sub_merchant_event(sub_merchant_id: str, event: str, as_json: bool) -> None:

@@ -99,6 +99,7 @@ payments = Table(
     Column("status", String(16), nullable=False),
     Column("channel_txn_no", String(64), nullable=True),
     Column("redirect_url", String(1024), nullable=True),
+    Column("next_action", Text, nullable=True),  # what the buyer must do (JSON): QR code, JSAPI, redirect
     Column("query_attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", String(512), nullable=True),
     timestamp_column("next_query_at"),

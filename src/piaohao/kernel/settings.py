@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from piaohao.kernel.sealing import SECRET_KEY_CHARS_MIN, Sealer, load_or_create_key_file
 
 DEFAULT_NOTIFY_RETRY_S = (15.0, 60.0, 300.0, 900.0, 3600.0, 7200.0, 21600.0, 54000.0)
 
@@ -47,8 +51,10 @@ class Settings:
     trade_timeout_default_s: int = 7200
     trade_timeout_max_s: int = 30 * 86400
     channel_timeout_s: float = 5.0
-    sandbox_url: str = ""  # empty: the sandbox channel is mounted in-process at /sandbox
-    sandbox_database_url: str = ""  # empty: next to the platform's SQLite file, or in memory
+    # Settings a channel kind reads for itself (PIAOHAO_SANDBOX, PIAOHAO_SANDBOX_URL, ...): every
+    # PIAOHAO_* variable, passed through; the channel packages document their own.
+    channel_env: dict = field(default_factory=dict)
+    secret_key: str = ""  # PIAOHAO_SECRET_KEY; see `sealer()`
     worker_poll_s: float = 0.2
     workers_in_process: bool = True
     log_level: str = "INFO"
@@ -57,6 +63,33 @@ class Settings:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.business_tz)
+
+    @property
+    def embedded(self) -> bool:
+        """The embedded default: SQLite, everything in one process (see API.md "Security settings")."""
+        return self.database_url.startswith("sqlite")
+
+    def sqlite_path(self) -> Path | None:
+        url = self.database_url
+        if url.startswith("sqlite:///") and url not in ("sqlite:///:memory:", "sqlite://"):
+            return Path(url[len("sqlite:///"):])
+        return None
+
+    def sealer(self) -> Sealer:
+        """What seals secrets at rest. PIAOHAO_SECRET_KEY when set; on the embedded default a key
+        generated once into `<db name>.key` beside the SQLite file (mode 0600); otherwise an error
+        naming the setting: outside the embedded default secrets are never stored unsealed."""
+        if self.secret_key:
+            if len(self.secret_key) < SECRET_KEY_CHARS_MIN:
+                raise SettingsError(f"PIAOHAO_SECRET_KEY must be at least {SECRET_KEY_CHARS_MIN} characters")
+            return Sealer(self.secret_key)
+        if self.embedded:
+            path = self.sqlite_path()
+            if path is None:
+                return Sealer(secrets.token_urlsafe(48))  # in-memory database: in-memory key
+            return Sealer(load_or_create_key_file(path.with_name(path.stem + ".key")))
+        raise SettingsError("PIAOHAO_SECRET_KEY is required outside the embedded default "
+                            f"(a string of at least {SECRET_KEY_CHARS_MIN} characters)")
 
     def with_(self, **changes) -> Settings:
         return replace(self, **changes)
@@ -95,10 +128,9 @@ class Settings:
                 changes[attr] = _num(key, v, kind)
         if (v := get("PIAOHAO_MARKETING_DAILY_CAP")) is not None and v.strip():
             changes["marketing_daily_cap"] = _num("PIAOHAO_MARKETING_DAILY_CAP", v, int)
-        if v := get("PIAOHAO_SANDBOX_URL"):
-            changes["sandbox_url"] = v.rstrip("/")
-        if v := get("PIAOHAO_SANDBOX_DATABASE_URL"):
-            changes["sandbox_database_url"] = v
+        if v := get("PIAOHAO_SECRET_KEY"):
+            changes["secret_key"] = v
+        changes["channel_env"] = {k: v for k, v in env.items() if k.startswith("PIAOHAO_")}
         if v := get("PIAOHAO_LOG_LEVEL"):
             changes["log_level"] = v.upper()
         return replace(s, **changes)

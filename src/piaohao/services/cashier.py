@@ -8,15 +8,16 @@ from piaohao.domain.composition import INTERNAL_METHODS
 from piaohao.kernel.clock import rfc3339
 from piaohao.platform import Platform
 from piaohao.services import funding
+from piaohao.services.methods import channel_methods
 from piaohao.services.payments import find_trade_by_token, start_payment
 
-CHANNEL_NAMES = {"sandbox": "Sandbox channel (test payments)"}
 INTERNAL_NAMES = {"balance": "Balance", "coins": "Coins", "credit": "Credit line"}
 
 
 def cashier_view(p: Platform, token: str) -> dict:
     trade = find_trade_by_token(p, token)
-    methods = [{"method": name, "name": CHANNEL_NAMES.get(name, name), "kind": "channel"} for name in p.channels]
+    methods = [{"method": m.method, "name": m.product.title or m.method, "kind": "channel"}
+               for m in channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"])]
     if trade["member_id"] and trade["purpose"] == "sale":  # a top-up is paid by a channel only
         with p.db.read() as conn:
             for method in INTERNAL_METHODS:
@@ -34,7 +35,7 @@ def cashier_view(p: Platform, token: str) -> dict:
 
 
 def pay(p: Platform, token: str, *, method: str | None, components: list[tuple[str, object]] | None,
-        payment_password: str | None) -> dict:
+        payment_password: str | None, openid: str | None = None, client_ip: str | None = None) -> dict:
     """One method for the whole amount, or components. Internal-only: paid at once. With a channel
     part: internal parts held, the buyer sent to the channel's page."""
     trade = find_trade_by_token(p, token)
@@ -45,4 +46,5 @@ def pay(p: Platform, token: str, *, method: str | None, components: list[tuple[s
     channel_part = next((x for x in parts if not x.internal), None)
     if channel_part is None:
         return funding.pay_internal_only(p, trade["trade_no"], parts)
-    return start_payment(p, token, channel_part.method, parts if internal else None)
+    return start_payment(p, token, channel_part.method, parts if internal else None, openid=openid,
+                         client_ip=client_ip)

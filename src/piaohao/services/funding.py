@@ -27,7 +27,7 @@ from piaohao.kernel.errors import (
     TradeNotPayable,
 )
 from piaohao.platform import Platform
-from piaohao.services import notifications
+from piaohao.services import methods, notifications
 from piaohao.services.passwords import verify_payment_password
 from piaohao.services.trade_store import lock_trade
 from piaohao.services.views import load_components, load_orders, trade_view
@@ -39,7 +39,8 @@ def parse_parts(p: Platform, trade, method: str | None, components: list[tuple[s
                 ) -> list[Part]:
     """The exact parts of a pay request, checked against the trade and the merchant's coins cap."""
     requested = components if components is not None else [(method, None)]
-    parts = compose(trade["amount"], requested, set(p.channels))
+    offered = {m.method for m in methods.channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"])}
+    parts = compose(trade["amount"], requested, offered)
     if any(x.internal for x in parts):
         if not trade["member_id"] or trade["purpose"] != "sale":
             raise MethodNotAvailable("this trade names no member: only channel methods can pay it")

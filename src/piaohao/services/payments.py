@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+import orjson
 import structlog
 from prometheus_client import Counter
 from sqlalchemy import Connection, func, insert, select, update
@@ -18,17 +19,17 @@ from sqlalchemy import Connection, func, insert, select, update
 from piaohao import clearing as settlement_clearing
 from piaohao.alerts import raise_alert
 from piaohao.books import collect
-from piaohao.channels.spi import CreatePayment, Outcome, PaymentResult
+from piaohao.channels.spi import CreatePayment, NextAction, NextActionType, Outcome, PaymentResult
 from piaohao.db.schema import payments, trade_components, trades
 from piaohao.domain import payments as pay_states
 from piaohao.domain import trades as trade_states
 from piaohao.domain.payments import PAYMENT_STATES
 from piaohao.domain.trades import TRADE_STATES
-from piaohao.kernel.errors import ChannelUnavailable, TradeNotFound, TradeNotPayable
+from piaohao.kernel.errors import ChannelUnavailable, InvalidRequest, TradeNotFound, TradeNotPayable
 from piaohao.kernel.ids import new_id
 from piaohao.kernel.invariants import require
 from piaohao.platform import Platform
-from piaohao.services import funding, notifications, strays, topups
+from piaohao.services import funding, methods, notifications, strays, topups
 from piaohao.services.trade_store import lock_trade
 from piaohao.services.views import load_components, load_orders, trade_view
 
@@ -45,17 +46,39 @@ def find_trade_by_token(p: Platform, cashier_token: str):
     return row
 
 
-def start_payment(p: Platform, cashier_token: str, method: str, parts: list | None = None) -> dict:
-    """The buyer chose a channel method (with `parts`: alongside held internal parts): open (or
-    reuse) a payment record and start it at the channel.
+def _answer(action: NextAction, payment_no: str) -> dict:
+    out = {"next_action": action.as_dict(), "payment_no": payment_no}
+    if action.type == NextActionType.REDIRECT:
+        out["redirect_url"] = action.url  # the first part's field, kept for redirects
+    return out
 
-    Answers {"redirect_url": ...} for the channel's page, or {"status": "succeeded"} when the
-    channel reports it already paid.
+
+def _stored_action(payment) -> NextAction | None:
+    if payment["next_action"]:
+        data = orjson.loads(payment["next_action"])
+        return NextAction(NextActionType(data["type"]), url=data.get("url"), code_url=data.get("code_url"),
+                          params=data.get("params"))
+    if payment["redirect_url"]:
+        return NextAction(NextActionType.REDIRECT, url=payment["redirect_url"])
+    return None
+
+
+def start_payment(p: Platform, cashier_token: str, method: str, parts: list | None = None, *,
+                  openid: str | None = None, client_ip: str | None = None) -> dict:
+    """The buyer chose a channel method (with `parts`: alongside held internal parts): open (or
+    reuse) a payment record and start it at the channel account that carries the method.
+
+    Answers {"next_action": ..., "payment_no": ...} (a redirect also as "redirect_url"), or
+    {"status": "succeeded"} when the channel reports it already paid.
     """
-    channel = p.channel(method)
     trade = find_trade_by_token(p, cashier_token)
-    now = p.clock.now()
     internal = [x for x in parts or () if x.internal]
+    channel_amount = trade["amount"] - sum(x.amount for x in internal)
+    chosen = methods.resolve(p, trade["merchant_id"], trade["currency"], method, channel_amount)
+    if chosen.product.needs_openid and not openid:
+        raise InvalidRequest(f"{method} needs the payer's openid")
+    channel = p.channel(chosen.channel_key)
+    now = p.clock.now()
 
     def open_attempt(conn: Connection):
         t = lock_trade(conn, trade["trade_no"])
@@ -77,8 +100,9 @@ def start_payment(p: Platform, cashier_token: str, method: str, parts: list | No
             amount = funding.hold_for_channel(conn, t, parts, operation, now)
         row = {
             "payment_no": new_id("pay"), "trade_no": t["trade_no"], "merchant_id": t["merchant_id"],
-            "operation": operation, "method": method, "channel": channel.name, "amount": amount,
+            "operation": operation, "method": method, "channel": chosen.channel_key, "amount": amount,
             "currency": t["currency"], "status": pay_states.CREATED, "channel_txn_no": None, "redirect_url": None,
+            "next_action": None,
             "query_attempts": 0, "last_error": None,
             # Even if the create call below is lost, the active query will find out what happened.
             "next_query_at": now + timedelta(seconds=p.settings.active_query_after_s),
@@ -88,21 +112,27 @@ def start_payment(p: Platform, cashier_token: str, method: str, parts: list | No
         return row
 
     payment = p.db.write(open_attempt)
-    if payment["status"] == pay_states.PROCESSING and payment["redirect_url"]:
-        return {"redirect_url": payment["redirect_url"], "payment_no": payment["payment_no"]}
+    stored = _stored_action(payment)
+    if payment["status"] == pay_states.PROCESSING and stored is not None:
+        return _answer(stored, payment["payment_no"])
     result = channel.create_payment(CreatePayment(
         payment_no=payment["payment_no"], amount=payment["amount"], currency=payment["currency"],
-        subject=trade["subject"], expires_at=trade["expires_at"], notify_url=p.channel_notify_url(channel.name),
-        return_url=trade["return_url"]))
-    if result.outcome == Outcome.PENDING and result.redirect_url:
+        subject=trade["subject"], expires_at=trade["expires_at"],
+        notify_url=p.channel_notify_url(chosen.channel_key), return_url=trade["return_url"], product=method,
+        openid=openid, client_ip=client_ip))
+    action = result.next_action or (NextAction(NextActionType.REDIRECT, url=result.redirect_url)
+                                    if result.redirect_url else None)
+    if result.outcome == Outcome.PENDING and action is not None:
         def accepted(conn: Connection):
             conn.execute(update(payments).where(
                 payments.c.payment_no == payment["payment_no"],
                 payments.c.status.in_(PAYMENT_STATES.sources("channel_accepted"))).values(
-                status=pay_states.PROCESSING, redirect_url=result.redirect_url,
+                status=pay_states.PROCESSING,
+                redirect_url=action.url if action.type == NextActionType.REDIRECT else None,
+                next_action=orjson.dumps(action.as_dict()).decode(),
                 channel_txn_no=result.channel_txn_no, updated_at=p.clock.now()))
         p.db.write(accepted)
-        return {"redirect_url": result.redirect_url, "payment_no": payment["payment_no"]}
+        return _answer(action, payment["payment_no"])
     if result.outcome == Outcome.SUCCEEDED:
         apply_channel_result(p, payment["payment_no"], result, source="create")
         return {"status": "succeeded", "payment_no": payment["payment_no"]}

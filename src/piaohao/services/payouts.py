@@ -39,6 +39,7 @@ from piaohao.kernel.errors import (
     IdempotencyConflict,
     InsufficientBalance,
     InvalidRequest,
+    MethodNotAvailable,
     NotFound,
     PayoutNotFound,
     SubMerchantNotActive,
@@ -56,7 +57,6 @@ log = structlog.get_logger(__name__)
 NUMBER_OF = {WITHDRAWAL: "withdrawal_no", PAYOUT: "payout_no"}
 _d = disbursements.c
 
-PAYOUT_CHANNEL = "sandbox"  # the channel that pays out to banks
 PAYOUT_TRIES_MAX = 10  # channel calls (payout, then queries) before an unknown outcome is parked
 # --- views -----------------------------------------------------------------------------------------
 
@@ -99,6 +99,15 @@ def get_disbursement(p: Platform, merchant_id: str, kind: str, *, number: str | 
 
 # --- creating (shared by withdrawals and payouts) --------------------------------------------------
 
+def payout_channel_key(p: Platform) -> str:
+    """The platform's own channel account that pays out to banks (one whose adapter can `payout`).
+    MethodNotAvailable when none is provisioned: nothing is created then."""
+    for key in p.channels:
+        if callable(getattr(p.channels[key], "payout", None)):
+            return key
+    raise MethodNotAvailable("no payout channel is configured")
+
+
 def new_row(p: Platform, kind: str, *, merchant_id: str, app_id: str, out_request_no: str, amount: int,
             currency: str, account: BankAccount, notify_url: str | None, request_hash: str,
             member_id: str | None = None, sub_merchant_id: str | None = None) -> dict:
@@ -107,7 +116,7 @@ def new_row(p: Platform, kind: str, *, merchant_id: str, app_id: str, out_reques
             "merchant_id": merchant_id, "app_id": app_id, "out_request_no": out_request_no, "member_id": member_id,
             "sub_merchant_id": sub_merchant_id, "amount": amount, "currency": currency, "bank": account.bank,
             "account_number": account.number, "account_name": account.name, "status": PROCESSING,
-            "channel": PAYOUT_CHANNEL, "hold_id": None, "notify_url": notify_url, "request_hash": request_hash,
+            "channel": payout_channel_key(p), "hold_id": None, "notify_url": notify_url, "request_hash": request_hash,
             "attempts": 0, "next_attempt_at": now, "channel_payout_no": None, "last_error": None,
             "fail_reason": None, "parked_at": None, "created_at": now, "finished_at": None, "updated_at": now}
 

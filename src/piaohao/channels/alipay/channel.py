@@ -29,6 +29,7 @@ from piaohao.channels.spi import (
     RefundRequest,
     RefundResult,
 )
+from piaohao.channels.spi import types as spi_types
 from piaohao.channels.spi.crypto import load_private_key, load_public_key, rsa_sign, rsa_verify
 
 from . import notifications
@@ -47,7 +48,7 @@ BILL_METHOD = "alipay.data.dataservice.bill.downloadurl.query"
 UNCERTAIN_SUB_CODES = {"ACQ.SYSTEM_ERROR", "ACQ.DISCORDANT_REPEAT_REQUEST", "isp.unknow-error", "aop.unknow-error"}
 
 
-class BillUnavailable(RuntimeError):
+class BillUnavailable(spi_types.BillUnavailable):
     """The day's bill could not be fetched or read."""
 
 

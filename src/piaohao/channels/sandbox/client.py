@@ -29,9 +29,11 @@ from piaohao.channels.spi import (
     PaymentResult,
     PayoutRequest,
     PayoutResult,
+    Product,
     RefundRequest,
     RefundResult,
 )
+from piaohao.channels.spi import types as spi_types
 from piaohao.kernel.clock import Clock, SystemClock
 
 from . import rsa
@@ -61,7 +63,7 @@ BILL_TYPES = {"TRADE": "payment", "REFUND": "refund"}
 UNCERTAIN_CODES = {"REFUND_CONFLICT", "PAYOUT_CONFLICT"}
 
 
-class ChannelUnavailable(RuntimeError):
+class ChannelUnavailable(spi_types.BillUnavailable):
     """The bill could not be fetched or trusted (the one call whose result has no `Outcome`)."""
 
 
@@ -101,6 +103,7 @@ class SandboxChannel:
     """The sandbox channel as the core sees it. Thread-safe (an `httpx.Client` is)."""
 
     name = "sandbox"
+    products = (Product("sandbox", title="Sandbox channel (test payments)"),)
 
     def __init__(self, base_url: str, mch_id: str, private_key_pem: str, channel_public_key_pem: str, *,
                  timeout_s: float = 5.0, http_client: httpx.Client | None = None, clock: Clock | None = None):

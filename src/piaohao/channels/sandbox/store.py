@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from piaohao.db.database import Database
-from piaohao.db.schema import UTCDateTime
+from piaohao.db.metadata import UTCDateTime
 
 from . import rsa
 

@@ -7,6 +7,7 @@ provider's wire format and never let provider field names leak into the core.
 
 from piaohao.channels.spi.types import (
     BillRow,
+    BillUnavailable,
     Channel,
     ChannelNotification,
     CreatePayment,
@@ -25,7 +26,7 @@ from piaohao.channels.spi.types import (
 )
 
 __all__ = [
-    "BillRow", "Channel", "ChannelNotification", "CreatePayment", "NextAction", "NextActionType",
+    "BillRow", "BillUnavailable", "Channel", "ChannelNotification", "CreatePayment", "NextAction", "NextActionType",
     "NotificationAck", "NotificationRejected", "Outcome", "PaymentResult", "PayoutChannel", "PayoutRequest",
     "PayoutResult", "Product", "RefundRequest", "RefundResult",
 ]

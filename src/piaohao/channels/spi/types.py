@@ -64,6 +64,7 @@ class Product:
     currencies: frozenset[str] = frozenset({"CNY"})
     amount_max_minor: int | None = None
     needs_openid: bool = False
+    title: str = ""  # what a buyer reads in the cashier; empty: the name
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,11 @@ class NotificationRejected(Exception):
         super().__init__(reason)
         self.reason = reason
         self.claimed_payment_no = claimed_payment_no
+
+
+class BillUnavailable(RuntimeError):
+    """The day's bill could not be fetched, verified (hash, signature) or read: try again later.
+    The one channel call whose result has no `Outcome`."""
 
 
 @dataclass(frozen=True)

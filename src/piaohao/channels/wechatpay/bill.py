@@ -24,6 +24,7 @@ from typing import IO
 import httpx
 
 from piaohao.channels.spi import BillRow
+from piaohao.channels.spi import types as spi_types
 from piaohao.channels.spi.amounts import AmountFormatError, yuan_to_fen
 
 from .transformers import BEIJING
@@ -40,7 +41,7 @@ COLUMNS = {"time": "交易时间", "mchid": "商户号", "txn": "微信订单号
 SUMMARY_COLUMNS = {"count": "总交易单数", "fee": "手续费总金额", "total": "订单总金额", "refund": "申请退款总金额"}
 
 
-class BillUnavailable(RuntimeError):
+class BillUnavailable(spi_types.BillUnavailable):
     """The bill could not be fetched, does not match its hash, or cannot be read."""
 
 
