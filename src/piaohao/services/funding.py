@@ -15,6 +15,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from piaohao import clearing as settlement_clearing
 from piaohao.books import own_methods
+from piaohao.channels.registry import kind_of_product
 from piaohao.db.schema import merchants, trade_components, trades
 from piaohao.domain import trades as trade_states
 from piaohao.domain.composition import Part, check_coins_cap, compose
@@ -40,6 +41,10 @@ def parse_parts(p: Platform, trade, method: str | None, components: list[tuple[s
     """The exact parts of a pay request, checked against the trade and the merchant's coins cap."""
     requested = components if components is not None else [(method, None)]
     offered = {m.method for m in methods.channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"])}
+    for name, _ in requested:
+        if name not in offered and kind_of_product(name) is not None:
+            # A method the platform speaks, but not for this trade (no active account, off, above its cap).
+            raise MethodNotAvailable(f"payment method {name!r} is not available for this trade")
     parts = compose(trade["amount"], requested, offered)
     if any(x.internal for x in parts):
         if not trade["member_id"] or trade["purpose"] != "sale":

@@ -22,6 +22,7 @@ import structlog
 from sqlalchemy import Connection, or_, select, update
 
 from piaohao.channels.spi import Outcome, RefundRequest, RefundResult
+from piaohao.db.schema import payments
 from piaohao.db.schema_refunds import refunds
 from piaohao.domain import refunds as rs
 from piaohao.domain.refunds import RefundPolicy
@@ -92,9 +93,11 @@ def _try(p: Platform, r: dict, policy: RefundPolicy) -> str:
             why = f"the channel has no record of it after {r['channel_calls']} refund requests"
             return svc.apply_refund_result(p, refund_no, RefundResult(Outcome.FAILED, error=why), source="give_up")
     svc.note_channel_call(p, refund_no)
+    with p.db.read() as conn:  # some channels (WeChat Pay) want the original payment's amount too
+        paid = conn.execute(select(payments.c.amount).where(payments.c.payment_no == r["payment_no"])).scalar()
     answer = channel.refund(RefundRequest(
         payment_no=r["payment_no"], refund_no=refund_no, amount=r["channel_amount"], currency=r["currency"],
-        reason=r["reason"], notify_url=p.channel_notify_url(r["channel"])))
+        reason=r["reason"], notify_url=p.channel_notify_url(r["channel"]), payment_amount=paid))
     if answer.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
         return svc.apply_refund_result(p, refund_no, answer, source="refund")
     svc.note_inconclusive(p, refund_no, answer.error or f"channel says {answer.outcome}")
