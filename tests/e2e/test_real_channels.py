@@ -182,6 +182,8 @@ def test_a_merchant_collects_refunds_in_parts_and_downloads_the_day_bill(world, 
         assert wait_until(lambda rn=r.json()["refund_no"]: m.call("GET", f"/v1/refunds/{rn}").json()["status"]
                           == "succeeded"), m.call("GET", f"/v1/refunds/{r.json()['refund_no']}").text
     assert _status(m, trade) == "refunded"
+    for noise in ("refund_amount_mismatch", "amount_mismatch", "notification_rejected", "notification_wrong_account"):
+        assert not _alerts(running, noise), noise
     over = m.call("POST", "/v1/refunds", {"trade_no": trade["trade_no"], "out_request_no": "R3", "amount": 1})
     assert over.status_code == 409
     assert ledger_check(running.platform.db) == []

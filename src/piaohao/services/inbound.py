@@ -62,7 +62,9 @@ def handle_channel_notification(p: Platform, channel_name: str, headers: dict[st
             message=f"a verified notification at {channel_name} names a record carried by {carrier}: ignored"))
         INBOUND.labels(channel_name, "wrong_account").inc()
         return channel.ack(False)
-    if note.kind == "payment" and note.payment_no:
+    if note.kind == "payment" and note.payment_no and note.amount is None:
+        schedule_query_now(p, note.payment_no)  # a payment notification must state its amount: ask instead
+    elif note.kind == "payment" and note.payment_no:
         result = PaymentResult(outcome=note.outcome, channel_txn_no=note.channel_txn_no, amount=note.amount,
                                currency=note.currency, paid_at=note.finished_at)
         if note.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CLOSED):

@@ -184,7 +184,9 @@ def test_close_and_refund_notifications(merchant, alipay):
     assert [(n.kind, n.payment_no, n.outcome, n.amount, n.refund_no) for n in notes] == [
         ("payment", req.payment_no, Outcome.CLOSED, 300, None),
         ("payment", payment_no, Outcome.SUCCEEDED, 1000, None),
-        ("refund", payment_no, Outcome.SUCCEEDED, 400, "rf_a"),
-        ("refund", payment_no, Outcome.SUCCEEDED, 1000, "rf_b"),  # refund_fee: refunded so far, 400 + 600
+        # refund_fee is the payment's total refunded so far (400, then 400 + 600): not this refund's amount
+        ("refund", payment_no, Outcome.SUCCEEDED, None, "rf_a"),
+        ("refund", payment_no, Outcome.SUCCEEDED, None, "rf_b"),
     ]
+    assert [n.raw["refund_fee"] for n in notes[2:]] == ["4.00", "10.00"]
     assert notes[3].raw["trade_status"] == "TRADE_CLOSED"  # fully refunded

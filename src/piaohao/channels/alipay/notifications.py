@@ -81,7 +81,8 @@ def verify_notification(body: bytes, *, alipay_public_key: rsa.RSAPublicKey, app
         raise NotificationRejected(f"unreadable amount: {e}", claimed) from None
     raw = {k: v for k, v in params.items() if k != "sign"}
     if refund_no:
-        return ChannelNotification(kind="refund", payment_no=claimed, outcome=Outcome.SUCCEEDED, amount=amount,
+        # `refund_fee` is the payment's total refunded so far, not this refund's amount: not stated.
+        return ChannelNotification(kind="refund", payment_no=claimed, outcome=Outcome.SUCCEEDED, amount=None,
                                    currency="CNY", channel_txn_no=params.get("trade_no"), refund_no=refund_no,
                                    finished_at=from_wire_time(params.get("gmt_refund")), raw=raw)
     outcome = TRADE_OUTCOMES[status]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -24,6 +25,8 @@ from piaohao.channels.spi import (
     BillRow,
     ChannelNotification,
     CreatePayment,
+    NextAction,
+    NextActionType,
     NotificationAck,
     Outcome,
     PaymentResult,
@@ -176,7 +179,10 @@ class SandboxChannel:
         except _Trouble as e:
             return PaymentResult(Outcome.UNKNOWN, error=str(e))
         if answer.status == 200:
-            return self._payment_answer(answer, req.payment_no)
+            result = self._payment_answer(answer, req.payment_no)
+            if result.outcome == Outcome.PENDING and result.redirect_url:
+                result = replace(result, next_action=NextAction(NextActionType.REDIRECT, url=result.redirect_url))
+            return result
         if answer.status == 401:  # not even read: an earlier try may still have created it
             return PaymentResult(Outcome.UNKNOWN, error=answer.error)
         return PaymentResult(Outcome.FAILED, error=answer.error)  # refused: nothing was created

@@ -153,7 +153,10 @@ class ChannelNotification:
     kind: str  # "payment" | "refund" | "payout"
     payment_no: str | None
     outcome: Outcome
-    amount: int
+    # This record's own amount; None when the notification does not state it (Alipay's refund
+    # notifications carry only the payment's total refunded so far): the core then checks nothing
+    # against it and learns the amount from the record and the channel's query.
+    amount: int | None
     currency: str
     channel_txn_no: str | None
     refund_no: str | None = None
