@@ -21,6 +21,7 @@ from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 
 from piaohao.api.errors import error_body, status_of
+from piaohao.api.ratelimit import RateLimiter
 from piaohao.db.schema import nonces
 from piaohao.kernel.errors import (
     InvalidSignature,
@@ -33,7 +34,6 @@ from piaohao.kernel.errors import (
 )
 from piaohao.kernel.signing import verify
 from piaohao.platform import Platform
-from piaohao.ratelimit import RateLimiter
 from piaohao.services.merchants import AppAuth, load_app_auth
 
 log = structlog.get_logger("piaohao.http")

@@ -21,20 +21,16 @@ from piaohao.domain.trades import TRADE_STATES
 from piaohao.kernel.errors import TradeNotClosable, TradeNotFound
 from piaohao.kernel.invariants import require
 from piaohao.platform import Platform
-from piaohao.services import funding, notifications, topups
+from piaohao.services import funding, topups
 from piaohao.services.payments import apply_channel_result
+from piaohao.services.trade_events import tell_merchant
 from piaohao.services.trade_store import get_trade, lock_trade
-from piaohao.services.views import load_components, load_orders, trade_view
 
 log = structlog.get_logger(__name__)
 
 
 def _sale_closed(conn: Connection, p: Platform, closed, now) -> None:
-    notifications.enqueue(conn, now=now, merchant_id=closed["merchant_id"], app_id=closed["app_id"],
-                          type="trade.closed", subject_id=closed["trade_no"],
-                          data=trade_view(p, closed, load_components(conn, closed["trade_no"]),
-                                          load_orders(conn, p, closed["trade_no"])),
-                          notify_url=closed["notify_url"], tz=p.settings.tz)
+    tell_merchant(conn, p, closed, "trade.closed", now)
 
 
 # purpose -> handler(conn, platform, closed_trade, now), in the closing transaction.

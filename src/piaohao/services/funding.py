@@ -28,10 +28,10 @@ from piaohao.kernel.errors import (
     TradeNotPayable,
 )
 from piaohao.platform import Platform
-from piaohao.services import methods, notifications
+from piaohao.services import methods
 from piaohao.services.passwords import verify_payment_password
+from piaohao.services.trade_events import tell_merchant
 from piaohao.services.trade_store import lock_trade
-from piaohao.services.views import load_components, load_orders, trade_view
 
 HELD, PAID, RELEASED, PENDING = "held", "paid", "released", "pending"
 
@@ -86,10 +86,7 @@ def pay_internal_only(p: Platform, trade_no: str, parts: list[Part]) -> dict:
         conn.execute(update(trades).where(trades.c.trade_no == trade_no, trades.c.status == t["status"]).values(
             status=new_status, paid_at=now, updated_at=now))
         paid = dict(t, status=new_status, paid_at=now, updated_at=now)
-        notifications.enqueue(conn, now=now, merchant_id=t["merchant_id"], app_id=t["app_id"],
-                              type="trade.succeeded", subject_id=trade_no,
-                              data=trade_view(p, paid, load_components(conn, trade_no), load_orders(conn, p, trade_no)),
-                              notify_url=t["notify_url"], tz=p.settings.tz)
+        tell_merchant(conn, p, paid, "trade.succeeded", now)
         return {"status": "succeeded", "trade_no": trade_no}
 
     return p.db.write(tx)

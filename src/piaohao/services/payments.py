@@ -29,9 +29,9 @@ from piaohao.kernel.errors import ChannelUnavailable, InvalidRequest, TradeNotFo
 from piaohao.kernel.ids import new_id
 from piaohao.kernel.invariants import require
 from piaohao.platform import Platform
-from piaohao.services import funding, methods, notifications, strays, topups
+from piaohao.services import funding, methods, strays, topups
+from piaohao.services.trade_events import tell_merchant
 from piaohao.services.trade_store import lock_trade
-from piaohao.services.views import load_components, load_orders, trade_view
 
 log = structlog.get_logger(__name__)
 PAYMENT_RESULTS = Counter("piaohao_payment_results_total", "Channel answers applied, by source and effect",
@@ -234,11 +234,7 @@ def _sale_paid(conn: Connection, p: Platform, paid, pay, now: datetime) -> None:
     collect.to_merchant(conn, payment_no=pay["payment_no"], channel=pay["channel"], merchant_id=paid["merchant_id"],
                         currency=pay["currency"], amount=pay["amount"], trade_no=paid["trade_no"], at=now)
     settlement_clearing.on_trade_paid(conn, p, paid, now)  # orders -> their sellers' pending settlement
-    notifications.enqueue(conn, now=now, merchant_id=paid["merchant_id"], app_id=paid["app_id"],
-                          type="trade.succeeded", subject_id=paid["trade_no"],
-                          data=trade_view(p, paid, load_components(conn, paid["trade_no"]),
-                                          load_orders(conn, p, paid["trade_no"])),
-                          notify_url=paid["notify_url"], tz=p.settings.tz)
+    tell_merchant(conn, p, paid, "trade.succeeded", now)
 
 
 # purpose -> handler(conn, platform, paid_trade, payment, now), in the transaction that records the

@@ -12,15 +12,12 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, select
 
 from .money_ops import settle_due_refunds
+from .parts import ServiceParts
 from .wire import PAY_SUCCESS, REFUND_SUCCESS, format_time
-
-if TYPE_CHECKING:
-    from .service import SandboxService
 
 __all__ = ["COLUMNS", "render"]
 
@@ -34,7 +31,7 @@ def _day_bounds(bill_date: date, tz) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _real_rows(conn: Connection, svc: SandboxService, mch_id: str, start: datetime, end: datetime) -> list[tuple]:
+def _real_rows(conn: Connection, svc: ServiceParts, mch_id: str, start: datetime, end: datetime) -> list[tuple]:
     p, r = svc.t.payments, svc.t.refunds
     trades = conn.execute(select(p).where(p.c.mch_id == mch_id, p.c.status == PAY_SUCCESS,
                                           p.c.paid_at >= start, p.c.paid_at < end)).all()
@@ -54,7 +51,7 @@ def _extra_rows(bill_date: date, count: int, tz) -> list[tuple]:
             for i in range(1, count + 1)]
 
 
-def render(svc: SandboxService, mch_id: str, bill_date: date) -> bytes:
+def render(svc: ServiceParts, mch_id: str, bill_date: date) -> bytes:
     start, end = _day_bounds(bill_date, svc.tz)
     now = svc.clock.now()
 

@@ -14,7 +14,6 @@ caller's timeout), so the caller must query to learn it was paid.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import Connection, insert, select, update
@@ -22,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .faults import REFUND_KINDS
 from .outbox import enqueue, new_notify_id, payout_body, refund_body
+from .parts import ServiceParts
 from .wire import (
     PAY_SUCCESS,
     PAYOUT_FAIL,
@@ -40,9 +40,6 @@ from .wire import (
     require_url,
 )
 
-if TYPE_CHECKING:
-    from .service import SandboxService
-
 __all__ = ["refund", "refund_query", "payout", "payout_query", "settle_due_refunds"]
 
 log = structlog.get_logger(__name__)
@@ -60,19 +57,19 @@ def _refund_json(r) -> dict:
     }
 
 
-def settle_due_refunds(conn: Connection, svc: SandboxService, now: datetime) -> None:
+def settle_due_refunds(conn: Connection, svc: ServiceParts, now: datetime) -> None:
     """PROCESSING refunds whose time has come become SUCCESS (their notification is already queued)."""
     r = svc.t.refunds
     conn.execute(update(r).where(r.c.status == REFUND_PROCESSING, r.c.settle_at <= now)
                  .values(status=REFUND_SUCCESS, finished_at=r.c.settle_at))
 
 
-def _refund_by_key(conn: Connection, svc: SandboxService, mch_id: str, out_refund_no: str):
+def _refund_by_key(conn: Connection, svc: ServiceParts, mch_id: str, out_refund_no: str):
     r = svc.t.refunds
     return conn.execute(select(r).where(r.c.mch_id == mch_id, r.c.out_refund_no == out_refund_no)).mappings().first()
 
 
-def refund(svc: SandboxService, mch_id: str, data: dict) -> dict:
+def refund(svc: ServiceParts, mch_id: str, data: dict) -> dict:
     out_trade_no, out_refund_no = require_key(data, "out_trade_no"), require_key(data, "out_refund_no")
     amount, currency = require_amount(data), require_currency(data)
     reason = optional_text(data, "reason")
@@ -135,7 +132,7 @@ def refund(svc: SandboxService, mch_id: str, data: dict) -> dict:
         return found
 
 
-def refund_query(svc: SandboxService, mch_id: str, data: dict) -> dict:
+def refund_query(svc: ServiceParts, mch_id: str, data: dict) -> dict:
     out_refund_no = require_key(data, "out_refund_no")
     now = svc.clock.now()
 
@@ -149,7 +146,7 @@ def refund_query(svc: SandboxService, mch_id: str, data: dict) -> dict:
     return svc.store.write(work)
 
 
-def refund_trade_key(svc: SandboxService, mch_id: str, data: dict) -> str | None:
+def refund_trade_key(svc: ServiceParts, mch_id: str, data: dict) -> str | None:
     """The out_trade_no a refund query is about (what per-payment faults match), if known."""
     out_refund_no = data.get("out_refund_no")
     if not isinstance(out_refund_no, str):
@@ -181,12 +178,12 @@ def _bank_account(data: dict) -> tuple[str, str, str]:
     return require_text(account, "bank"), number, require_text(account, "name")
 
 
-def _payout_by_key(conn: Connection, svc: SandboxService, mch_id: str, out_payout_no: str):
+def _payout_by_key(conn: Connection, svc: ServiceParts, mch_id: str, out_payout_no: str):
     t = svc.t.payouts
     return conn.execute(select(t).where(t.c.mch_id == mch_id, t.c.out_payout_no == out_payout_no)).mappings().first()
 
 
-def payout(svc: SandboxService, mch_id: str, data: dict) -> tuple[dict, bool]:
+def payout(svc: ServiceParts, mch_id: str, data: dict) -> tuple[dict, bool]:
     """Pay out to a bank account. Returns the record and whether the answer is to be lost."""
     out_payout_no = require_key(data, "out_payout_no")
     amount, currency = require_amount(data), require_currency(data)
@@ -228,7 +225,7 @@ def payout(svc: SandboxService, mch_id: str, data: dict) -> tuple[dict, bool]:
         return found, False
 
 
-def payout_query(svc: SandboxService, mch_id: str, data: dict) -> dict:
+def payout_query(svc: ServiceParts, mch_id: str, data: dict) -> dict:
     out_payout_no = require_key(data, "out_payout_no")
     with svc.store.read() as conn:
         found = _payout_by_key(conn, svc, mch_id, out_payout_no)
