@@ -26,6 +26,7 @@ from piaohao.recon.findings import Finding
 __all__ = ["TRADE_LATE_S", "run_checks"]
 
 TRADE_LATE_S = 600.0  # a trade still pending this long past its expiry is late (the expiry worker missed it)
+LATE_S_MIN = 3600.0  # a refund processing / an order unsettled past due this long at least (or the grace)
 IN_CHUNK = 900
 
 
@@ -197,7 +198,7 @@ def sequence(conn: Connection, since: datetime) -> list[Finding]:
 
 def timeliness(conn: Connection, p: Platform, now: datetime) -> list[Finding]:
     """Late: trades still pending past expiry, refunds processing past the grace, orders unsettled past due."""
-    grace = timedelta(seconds=p.settings.recon_grace_s)
+    grace = timedelta(seconds=max(p.settings.recon_grace_s, LATE_S_MIN))
     out = []
     for tn, exp in conn.execute(select(trades.c.trade_no, trades.c.expires_at).where(
             trades.c.status == "pending", trades.c.expires_at < now - timedelta(seconds=TRADE_LATE_S))):
