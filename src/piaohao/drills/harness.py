@@ -126,6 +126,36 @@ class Drill:
         with self.p.db.read() as conn:
             return conn.execute(text(statement), params).scalar()
 
+    def kill_workers(self) -> None:
+        """Stop every worker loop at once, wherever it is (each unit of work is a transaction)."""
+        if self.assembly.runner is not None:
+            self.assembly.runner.stop()
+            self.assembly.runner = None
+
+    def restart_workers(self) -> None:
+        from piaohao.workers.runner import Loop
+        self.assembly.loops = [Loop(x.name, x.run_once, x.idle_s) for x in self.assembly.loops]
+        self.assembly.start_workers()
+
+    def receiver(self) -> tuple[str, list, Callable[[], None]]:
+        """A merchant endpoint that acknowledges every notification: (url, deliveries, close)."""
+        import http.server
+        got: list = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the stdlib's name
+                got.append(self.rfile.read(int(self.headers.get("content-length") or 0)))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"success")
+
+            def log_message(self, *args):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{srv.server_address[1]}/notify", got, lambda: (srv.shutdown(), srv.server_close())
+
     def books_balanced(self) -> bool:
         return not ledger.check(self.p.db)
 

@@ -80,6 +80,79 @@ def _merchant_down(d: Drill, rnd: random.Random) -> dict:
     return {"recovered": bool(ok) and bool(parked)}
 
 
+def _killed(step: str) -> Callable[[Drill, random.Random], dict]:
+    """Every worker is stopped in the middle of a step, then started again: the step must finish."""
+    def act(d: Drill, rnd: random.Random) -> dict:
+        if step == "dispatch":
+            url, got, close = d.receiver()
+            try:
+                d.kill_workers()
+                t = d.trade(rnd.randint(100, 900), notify_url=url)
+                d.http.post(d.start_pay(t) + "/succeed")  # the channel's notice reaches the API, not the workers
+                paid = wait_until(lambda: d.status(t) == "succeeded")
+                d.restart_workers()
+                delivered = wait_until(lambda: got, 20)
+                return {"recovered": bool(paid) and bool(delivered)}
+            finally:
+                close()
+        if step == "refund":
+            t = d.pay(rnd.randint(200, 900))
+            d.kill_workers()
+            d.fault(op="refund", kind="timeout", delay_s=3.0, count=1)
+            rf = d.refund(t, 100)  # the API's own try times out: unknown, left to the refund worker
+            d.clear_faults()
+            d.restart_workers()
+            return {"recovered": bool(wait_until(lambda: d.refund_status(rf["refund_no"]) == "succeeded", 30))}
+        # settlement: the workers die with orders due; the next run settles each exactly once
+        from datetime import timedelta
+
+        from piaohao.services.settlement import run as settle_run
+        _traffic(d, rnd, 2)
+        d.kill_workers()
+        d.restart_workers()
+        settle_run(d.p, d.p.clock.now() + timedelta(days=3))
+        again = settle_run(d.p, d.p.clock.now() + timedelta(days=3))
+        twice = d.scalar("SELECT count(*) FROM (SELECT trade_no, out_order_no FROM settlement_details "
+                         "GROUP BY trade_no, out_order_no HAVING count(*) > 1) x")
+        return {"recovered": not twice and bool(again is not None)}
+    return act
+
+
+def _database_away(d: Drill, rnd: random.Random) -> dict:
+    """The database goes away for a few seconds while a payment and a refund are in flight:
+    SQLite is locked exclusively by another process' connection; PostgreSQL drops every session."""
+    import sqlite3
+    import threading
+
+    t = d.pay(rnd.randint(200, 900))
+    away_s = 3.0
+    if d.p.db.is_sqlite:
+        path = d.p.settings.sqlite_path()
+
+        def hold() -> None:
+            c = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+            c.execute("BEGIN EXCLUSIVE")
+            time.sleep(away_s)
+            c.execute("COMMIT")
+            c.close()
+        th = threading.Thread(target=hold, daemon=True)
+        th.start()
+    else:
+        with d.p.db.engine.connect() as c:
+            c.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        th = None
+    t2 = d.trade(rnd.randint(100, 900)) if th is None else None
+    rf = d.refund(t, 100)
+    if th is not None:
+        th.join()
+    ok = wait_until(lambda: d.refund_status(rf["refund_no"]) == "succeeded", 30)
+    if t2 is not None:
+        d.http.post(d.start_pay(t2) + "/succeed")
+        ok = ok and wait_until(lambda: d.status(t2) == "succeeded", 30)
+    return {"recovered": bool(ok)}
+
+
 def _bill(mode: str) -> Callable[[Drill, random.Random], dict]:
     def act(d: Drill, rnd: random.Random) -> dict:
         _traffic(d, rnd, 1)
@@ -138,6 +211,14 @@ SCENARIOS: list[Scenario] = [
              _channel_timeout("refund")),
     Scenario("channel-timeout-close", "the channel applies a close but the answer is lost", "absorbed", "-",
              _channel_timeout("close")),
+    Scenario("worker-killed-dispatch", "workers die with a merchant notification to send", "absorbed", "-",
+             _killed("dispatch")),
+    Scenario("worker-killed-refund", "workers die with a refund's outcome unknown", "absorbed", "-",
+             _killed("refund")),
+    Scenario("worker-killed-settlement", "workers die with orders due for settlement", "absorbed", "-",
+             _killed("settlement")),
+    Scenario("database-away", "the database is unavailable for 3 seconds mid-traffic", "absorbed", "-",
+             _database_away),
     Scenario("merchant-down", "the merchant's endpoint never answers", "absorbed", "-", _merchant_down),
     Scenario("bill-row-removed", "a paid payment is missing from the bill", "detected", "platform_only",
              _bill("omit")),

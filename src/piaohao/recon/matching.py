@@ -125,38 +125,55 @@ def _source(path: str, types: str) -> str:
 
 
 def duckdb_exceptions(con, bill_src: str, ours_src: str) -> MatchResult:
-    """The DuckDB query over two sources (file readers or table names)."""
+    """The DuckDB query over two sources (file readers or table names): one hash aggregation over
+    both sides (UNION ALL) keyed by (kind, key) finds one-sided keys, amount differences and bill
+    duplicates in a single pass, and returns only the exception rows. `matched` is then our record
+    count less our exceptions (our keys are unique), so no second pass is needed."""
     res = MatchResult("duckdb")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW b AS SELECT * FROM {bill_src}")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW o AS SELECT * FROM {ours_src}")
-    rows = con.execute("""
-        WITH bk AS (
-            SELECT kind, key, count(*) AS n, arg_min(amount, line_no) AS amount,
-                   arg_min(currency, line_no) AS currency, arg_min(channel_txn_no, line_no) AS txn,
-                   arg_min(finished_at, line_no) AS fin, min(line_no) AS line_no
-            FROM b GROUP BY kind, key)
-        SELECT bk.kind, bk.key, bk.n, bk.amount, bk.currency, bk.txn, bk.fin, bk.line_no,
-               o.kind, o.key, o.amount, o.currency, o.subject_id, o.finished_at
-        FROM bk FULL OUTER JOIN o ON bk.kind = o.kind AND bk.key = o.key
-        WHERE bk.key IS NULL OR o.key IS NULL OR bk.n > 1 OR bk.amount <> o.amount OR bk.currency <> o.currency
-    """).fetchall()
-    matched_keys = con.execute("""
-        SELECT count(*) FROM (SELECT DISTINCT kind, key FROM b) bk JOIN o USING (kind, key)
-    """).fetchone()[0]
-    mism = 0
-    for bkind, bkey, n, bamt, bcur, txn, fin, line, okind, okey, oamt, ocur, subj, ofin in rows:
-        bl = None if bkey is None else BillLine(bkind, bkey, int(bamt), bcur, txn, fin, int(line))
-        orec = None if okey is None else OurRecord(okind, okey, int(oamt), ocur, subj, ofin)
-        if bl is not None and n > 1:
-            res.duplicates.append((bl, int(n)))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE recon_x AS
+        WITH u AS (
+            SELECT kind, key, amount, currency, channel_txn_no AS ref, finished_at, line_no, true AS bill
+            FROM {bill_src}
+            UNION ALL
+            SELECT kind, key, amount, currency, subject_id AS ref, finished_at, 0 AS line_no, false AS bill
+            FROM {ours_src}),
+        g AS (
+            SELECT kind, key, count(*) FILTER (WHERE bill) AS nb, count(*) FILTER (WHERE NOT bill) AS no,
+                   min(amount) FILTER (WHERE bill) AS bmin, max(amount) FILTER (WHERE bill) AS bmax,
+                   min(amount) FILTER (WHERE NOT bill) AS oamt,
+                   min(currency) FILTER (WHERE bill) AS bcur, min(currency) FILTER (WHERE NOT bill) AS ocur
+            FROM u GROUP BY kind, key)
+        SELECT kind, key, nb, no, bmin, bmax, oamt FROM g
+        WHERE nb <> 1 OR no <> 1 OR bmin <> oamt OR bmax <> oamt OR bcur <> ocur
+    """)
+    rows = con.execute("SELECT * FROM recon_x").fetchall()
+    if not rows:
+        res.matched = int(con.execute(f"SELECT count(*) FROM {ours_src}").fetchone()[0])
+        return res
+    detail_b = {(r[0], r[1]): r[2:] for r in con.execute(f"""
+        SELECT b.kind, b.key, b.amount, b.currency, b.channel_txn_no, b.finished_at, b.line_no
+        FROM {bill_src} b SEMI JOIN recon_x x ON b.kind = x.kind AND b.key = x.key ORDER BY b.line_no DESC""").fetchall()}
+    detail_o = {(r[0], r[1]): r[2:] for r in con.execute(f"""
+        SELECT o.kind, o.key, o.amount, o.currency, o.subject_id, o.finished_at
+        FROM {ours_src} o SEMI JOIN recon_x x ON o.kind = x.kind AND o.key = x.key""").fetchall()}
+    ours_exceptions = 0
+    for kind, key, nb, no, _bmin, _bmax, _oamt in rows:
+        b = detail_b.get((kind, key))
+        o = detail_o.get((kind, key))
+        bl = None if b is None else BillLine(kind, key, int(b[0]), b[1], b[2], b[3], int(b[4]))
+        orec = None if o is None else OurRecord(kind, key, int(o[0]), o[1], o[2], o[3])
+        if bl is not None and nb > 1:
+            res.duplicates.append((bl, int(nb)))
         if orec is None:
             res.bill_only.append(bl)
         elif bl is None:
             res.ours_only.append(orec)
+            ours_exceptions += 1
         elif orec.amount != bl.amount or orec.currency != bl.currency:
             res.mismatched.append((bl, orec))
-            mism += 1
-    res.matched = int(matched_keys) - mism
+            ours_exceptions += 1
+    res.matched = int(con.execute(f"SELECT count(*) FROM {ours_src}").fetchone()[0]) - ours_exceptions
     return res
 
 
