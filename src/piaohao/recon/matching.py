@@ -153,12 +153,13 @@ def duckdb_exceptions(con, bill_src: str, ours_src: str) -> MatchResult:
         return res
     detail_b = {(r[0], r[1]): r[2:] for r in con.execute(f"""
         SELECT b.kind, b.key, b.amount, b.currency, b.channel_txn_no, b.finished_at, b.line_no
-        FROM {bill_src} b SEMI JOIN recon_x x ON b.kind = x.kind AND b.key = x.key ORDER BY b.line_no DESC""").fetchall()}
+        FROM {bill_src} b SEMI JOIN recon_x x ON b.kind = x.kind AND b.key = x.key
+        ORDER BY b.line_no DESC""").fetchall()}
     detail_o = {(r[0], r[1]): r[2:] for r in con.execute(f"""
         SELECT o.kind, o.key, o.amount, o.currency, o.subject_id, o.finished_at
         FROM {ours_src} o SEMI JOIN recon_x x ON o.kind = x.kind AND o.key = x.key""").fetchall()}
     ours_exceptions = 0
-    for kind, key, nb, no, _bmin, _bmax, _oamt in rows:
+    for kind, key, nb, _no, _bmin, _bmax, _oamt in rows:
         b = detail_b.get((kind, key))
         o = detail_o.get((kind, key))
         bl = None if b is None else BillLine(kind, key, int(b[0]), b[1], b[2], b[3], int(b[4]))
