@@ -6,7 +6,7 @@ the same `MatchResult`:
 
 - `match_python`: a dict of our side, the bill streamed through it. Enough up to ~1M rows a day.
 - `match_duckdb`: both sides written to CSV files (streamed, never a list), then one DuckDB query
-  (a full outer join, and a grouped scan of the bill for duplicates) that returns only the
+  (a grouped scan of the bill for duplicated keys, and a full outer join) that returns only the
   exception rows. For large days (research/recon.md F2: ~14x the dict at 5M rows on 2 cores).
 
 The result holds exceptions only (with everything needed to classify them) and the count of
@@ -125,47 +125,32 @@ def _source(path: str, types: str) -> str:
 
 
 def duckdb_exceptions(con, bill_src: str, ours_src: str) -> MatchResult:
-    """The DuckDB query over two sources (file readers or table names): one hash aggregation over
-    both sides (UNION ALL) keyed by (kind, key) finds one-sided keys, amount differences and bill
-    duplicates in a single pass, and returns only the exception rows. `matched` is then our record
-    count less our exceptions (our keys are unique), so no second pass is needed."""
+    """The DuckDB query over two sources (file readers or table names): the bill's duplicated keys
+    (a grouped scan that keeps only keys seen twice), then one full outer join of the two sides
+    that returns only exception rows: one-sided keys, amount or currency differences, and the
+    lines of duplicated keys. `matched` is our record count less our exceptions (our keys are
+    unique), so no further pass over the data is needed."""
     res = MatchResult("duckdb")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE recon_x AS
-        WITH u AS (
-            SELECT kind, key, amount, currency, channel_txn_no AS ref, finished_at, line_no, true AS bill
-            FROM {bill_src}
-            UNION ALL
-            SELECT kind, key, amount, currency, subject_id AS ref, finished_at, 0 AS line_no, false AS bill
-            FROM {ours_src}),
-        g AS (
-            SELECT kind, key, count(*) FILTER (WHERE bill) AS nb, count(*) FILTER (WHERE NOT bill) AS no,
-                   min(amount) FILTER (WHERE bill) AS bmin, max(amount) FILTER (WHERE bill) AS bmax,
-                   min(amount) FILTER (WHERE NOT bill) AS oamt,
-                   min(currency) FILTER (WHERE bill) AS bcur, min(currency) FILTER (WHERE NOT bill) AS ocur
-            FROM u GROUP BY kind, key)
-        SELECT kind, key, nb, no, bmin, bmax, oamt FROM g
-        WHERE nb <> 1 OR no <> 1 OR bmin <> oamt OR bmax <> oamt OR bcur <> ocur
-    """)
-    rows = con.execute("SELECT * FROM recon_x").fetchall()
-    if not rows:
-        res.matched = int(con.execute(f"SELECT count(*) FROM {ours_src}").fetchone()[0])
-        return res
-    detail_b = {(r[0], r[1]): r[2:] for r in con.execute(f"""
-        SELECT b.kind, b.key, b.amount, b.currency, b.channel_txn_no, b.finished_at, b.line_no
-        FROM {bill_src} b SEMI JOIN recon_x x ON b.kind = x.kind AND b.key = x.key
-        ORDER BY b.line_no DESC""").fetchall()}
-    detail_o = {(r[0], r[1]): r[2:] for r in con.execute(f"""
-        SELECT o.kind, o.key, o.amount, o.currency, o.subject_id, o.finished_at
-        FROM {ours_src} o SEMI JOIN recon_x x ON o.kind = x.kind AND o.key = x.key""").fetchall()}
+    rows = con.execute(f"""
+        WITH d AS (SELECT kind, key, count(*) AS n FROM {bill_src} GROUP BY kind, key HAVING count(*) > 1)
+        SELECT b.kind, b.key, b.amount, b.currency, b.channel_txn_no, b.finished_at, b.line_no,
+               o.kind, o.key, o.amount, o.currency, o.subject_id, o.finished_at, d.n
+        FROM {bill_src} b FULL OUTER JOIN {ours_src} o ON b.kind = o.kind AND b.key = o.key
+        LEFT JOIN d ON d.kind = b.kind AND d.key = b.key
+        WHERE b.key IS NULL OR o.key IS NULL OR b.amount <> o.amount OR b.currency <> o.currency
+              OR d.n IS NOT NULL
+    """).fetchall()
+    first: dict[tuple[str, str], tuple] = {}  # (kind, key) -> the row of the key's first bill line
+    for r in rows:
+        k = (r[0], r[1]) if r[1] is not None else (r[7], r[8])
+        if k not in first or (r[6] is not None and first[k][6] is not None and r[6] < first[k][6]):
+            first[k] = r
     ours_exceptions = 0
-    for kind, key, nb, _no, _bmin, _bmax, _oamt in rows:
-        b = detail_b.get((kind, key))
-        o = detail_o.get((kind, key))
-        bl = None if b is None else BillLine(kind, key, int(b[0]), b[1], b[2], b[3], int(b[4]))
-        orec = None if o is None else OurRecord(kind, key, int(o[0]), o[1], o[2], o[3])
-        if bl is not None and nb > 1:
-            res.duplicates.append((bl, int(nb)))
+    for (kind, key), r in first.items():
+        bl = None if r[1] is None else BillLine(kind, key, int(r[2]), r[3], r[4], r[5], int(r[6]))
+        orec = None if r[8] is None else OurRecord(kind, key, int(r[9]), r[10], r[11], r[12])
+        if bl is not None and r[13] is not None:
+            res.duplicates.append((bl, int(r[13])))
         if orec is None:
             res.bill_only.append(bl)
         elif bl is None:
