@@ -15,6 +15,8 @@ from piaohao.recon import findings as queue
 from piaohao.recon import rules as custom
 from piaohao.recon.run import realtime_pass, run_day
 
+DEFAULT_SERVE_URL = "http://127.0.0.1:8000"
+
 app = typer.Typer(help="Reconciliation (核對): bills vs records vs books, and the findings queue.",
                   no_args_is_help=True)
 rules_app = typer.Typer(help="Custom read-only SQL rules.", no_args_is_help=True)
@@ -42,7 +44,10 @@ def run(day: str = typer.Option(..., "--date", help="business day YYYY-MM-DD"),
     if bill_file and not os.path.exists(bill_file):
         typer.echo(f"error: no such file {bill_file}", err=True)
         raise typer.Exit(2)
-    assembly = assemble(_settings(), with_api=False)
+    settings = _settings()
+    if not settings.base_url:  # the embedded sandbox answers where `serve` runs (its default address)
+        settings = settings.with_(base_url=DEFAULT_SERVE_URL)
+    assembly = assemble(settings, with_api=False)
     try:
         result = run_day(assembly.platform, _day(day), channel=channel, bill_file=bill_file, engine=engine)
     except PiaohaoError as e:
