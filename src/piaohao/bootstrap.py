@@ -20,6 +20,7 @@ from piaohao.services.payments import query_due_payments
 from piaohao.workers.dispatcher import OutboxDispatcher
 from piaohao.workers.expiry import ExpiryWorker
 from piaohao.workers.payouts import PayoutExecutor
+from piaohao.workers.recon import ReconWorker, idle_s
 from piaohao.workers.refunds import RefundWorker
 from piaohao.workers.runner import Loop, Runner
 from piaohao.workers.settlement import SETTLEMENT_CHECK_EVERY_S, SettlementWorker
@@ -97,6 +98,7 @@ def assemble(settings: Settings, *, clock: Clock | None = None, migrate_now: boo
         Loop("payouts", PayoutExecutor(p).run_once, poll),
         Loop("refunds", RefundWorker(p).run_once, poll),
         Loop("settlement", SettlementWorker(p).run_once, max(poll, min(SETTLEMENT_CHECK_EVERY_S, 20 * poll))),
+        Loop("recon", ReconWorker(p).run_once, idle_s(p)),
     ]
     app = create_app(p, extra_mounts=mounts) if with_api else None
     return Assembly(platform=p, app=app, loops=loops, closers=closers, extras=extras,

@@ -20,7 +20,9 @@ from piaohao.clearing.fees import add_rule, load_rules
 from piaohao.clearing.payout_cycles import run_payout_cycles
 from piaohao.cli.channels import app as channels_app
 from piaohao.cli.common import _db, _fail, _platform, _print, _settings
+from piaohao.cli.drill import app as drill_app
 from piaohao.cli.ledger import app as ledger_app
+from piaohao.cli.recon import app as recon_app
 from piaohao.db import migrate
 from piaohao.kernel.clock import SystemClock
 from piaohao.kernel.errors import PiaohaoError
@@ -46,7 +48,7 @@ alerts_app = typer.Typer(help="Alerts: the manual-handling queue.", no_args_is_h
 
 for sub, name in ((ledger_app, "ledger"), (db_app, "db"), (merchants_app, "merchants"), (apps_app, "apps"),
                   (notifications_app, "notifications"), (alerts_app, "alerts"),
-                  (channels_app, "channels")):
+                  (channels_app, "channels"), (recon_app, "recon"), (drill_app, "drill")):
     app.add_typer(sub, name=name)
 for _kind in KINDS.values():  # a channel kind's own commands (`piaohao sandbox serve`)
     if _kind.cli is not None:

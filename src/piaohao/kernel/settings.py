@@ -58,6 +58,8 @@ class Settings:
     worker_poll_s: float = 0.2
     workers_in_process: bool = True
     log_level: str = "INFO"
+    recon_interval_s: float = 60.0  # PIAOHAO_RECON_INTERVAL_S: near-real-time reconciliation
+    recon_grace_s: float = 86400.0  # PIAOHAO_RECON_GRACE_S: in-flight records wait this long
     extra: dict = field(default_factory=dict)
 
     @property
@@ -123,6 +125,8 @@ class Settings:
             ("PIAOHAO_TRADE_TIMEOUT_DEFAULT_S", "trade_timeout_default_s", int),
             ("PIAOHAO_CHANNEL_TIMEOUT_S", "channel_timeout_s", float),
             ("PIAOHAO_WORKER_POLL_S", "worker_poll_s", float),
+            ("PIAOHAO_RECON_INTERVAL_S", "recon_interval_s", float),
+            ("PIAOHAO_RECON_GRACE_S", "recon_grace_s", float),
         ):
             if (v := get(key)) is not None and v.strip():
                 changes[attr] = _num(key, v, kind)

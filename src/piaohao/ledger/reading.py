@@ -100,3 +100,24 @@ def entry_movements(conn: Connection, key: EntryKey | tuple[str, str, str]) -> d
         select(leg.account_id, func.sum(leg.amount)).join(ledger_entries, e.entry_id == leg.entry_id)
         .where(e.source_type == source_type, e.source_id == source_id, e.operation == operation)
         .group_by(leg.account_id)).all() if x}
+
+
+def movements_by_keys(conn: Connection, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], dict[str, int]]:
+    """entry key -> {account_id: signed amount moved} for many keys at once (reconciliation reads
+    records against their entries set-based); keys without an entry are absent."""
+    e, leg = ledger_entries.c, ledger_legs.c
+    out: dict[tuple[str, str, str], dict[str, int]] = {}
+    by_source: dict[tuple[str, str], set[str]] = {}
+    for st, sid, op in keys:
+        by_source.setdefault((st, op), set()).add(sid)
+    for (st, op), ids in by_source.items():
+        ids_list = sorted(ids)
+        for i in range(0, len(ids_list), 900):
+            part = ids_list[i:i + 900]
+            for sid, account, amount in conn.execute(
+                    select(e.source_id, leg.account_id, func.sum(leg.amount))
+                    .join(ledger_entries, e.entry_id == leg.entry_id)
+                    .where(e.source_type == st, e.operation == op, e.source_id.in_(part))
+                    .group_by(e.source_id, leg.account_id)):
+                out.setdefault((st, sid, op), {})[account] = int(amount)
+    return out

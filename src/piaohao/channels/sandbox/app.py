@@ -12,7 +12,7 @@ Signed merchant API (RSA-SHA256 both ways, see `wire`):
 Buyer page (unsigned): GET /pay/{txn_no}, POST /pay/{txn_no}/succeed, POST /pay/{txn_no}/fail.
 Operator (unsigned, like a channel's console; do not expose publicly):
   POST /api/merchants {platform_public_key_pem, reuse_existing?} -> {mch_id, channel_public_key_pem};
-  POST /faults, GET /faults, DELETE /faults; GET /health.
+  POST /faults, GET /faults, DELETE /faults; POST /bill/extra {date, amount}; GET /health.
 """
 
 from __future__ import annotations
@@ -188,6 +188,16 @@ async def _faults(request: Request) -> Response:
         return JSONResponse(e.body(), status_code=e.status)
 
 
+async def _bill_extra(request: Request) -> Response:
+    """`POST /bill/extra {"date": "YYYY-MM-DD", "amount": n}`: a payment no merchant made, on that day's bill."""
+    svc: SandboxService = request.app.state.sandbox
+    try:
+        data = loads_object(await request.body())
+        return JSONResponse(await run_in_threadpool(svc.bill_extra, data), status_code=201)
+    except SandboxError as e:
+        return JSONResponse(e.body(), status_code=e.status)
+
+
 async def _health(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -203,6 +213,7 @@ def create_sandbox_app(store: SandboxStore, *, public_base_url: str, clock: Cloc
     routes += [
         Route("/api/merchants", _onboard, methods=["POST"]),
         Route("/faults", _faults, methods=["GET", "POST", "DELETE"]),
+        Route("/bill/extra", _bill_extra, methods=["POST"]),
         Route("/health", _health, methods=["GET"]),
         Route("/pay/{txn_no}", page, methods=["GET"]),
         Route("/pay/{txn_no}/succeed", settle, methods=["POST"]),

@@ -1,5 +1,8 @@
 """The sandbox's daily bill: one CSV per merchant and business day, of the money that moved.
 
+Per-payment bill faults (the buyer's `"bill"` option when paying) and extra payments added to a
+day (`POST /bill/extra`) are rows of `bill_marks` (`mark`), applied when a bill is rendered.
+
 Columns: `type` (`TRADE` or `REFUND`), `txn_no` (the payment's channel number, also on its
 refunds), `out_trade_no`, `out_refund_no` (empty on trades), `amount` (minor units),
 `currency`, `finished_at` (RFC 3339 in the business time zone). Only SUCCESS payments and
@@ -11,15 +14,18 @@ from __future__ import annotations
 
 import csv
 import io
+import secrets
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, insert, select
 
 from .money_ops import settle_due_refunds
 from .parts import ServiceParts
 from .wire import PAY_SUCCESS, REFUND_SUCCESS, format_time
 
-__all__ = ["COLUMNS", "render"]
+__all__ = ["COLUMNS", "PAYMENT_BILL_FAULTS", "mark", "render"]
+
+PAYMENT_BILL_FAULTS = ("omit", "amount_off", "duplicate")
 
 COLUMNS = ("type", "txn_no", "out_trade_no", "out_refund_no", "amount", "currency", "finished_at")
 EXTRA_ROW_AMOUNT_BASE = 100
@@ -51,13 +57,50 @@ def _extra_rows(bill_date: date, count: int, tz) -> list[tuple]:
             for i in range(1, count + 1)]
 
 
+def mark(conn: Connection, svc: ServiceParts, kind: str, now: datetime, *, txn_no: str | None = None,
+         bill_date: date | None = None, amount: int | None = None) -> dict:
+    """Remember a bill fault: `kind` on one payment (`txn_no`), or an `extra` payment on a day."""
+    row = {"id": "bm_" + secrets.token_hex(8), "kind": kind, "txn_no": txn_no, "amount": amount, "created_at": now,
+           "bill_date": bill_date.isoformat() if bill_date else None}
+    if kind == "extra":
+        row["txn_no"] = f"X{bill_date:%Y%m%d}{secrets.randbelow(10**16):016d}"
+    conn.execute(insert(svc.t.bill_marks).values(**row))
+    return {"code": "SUCCESS", "kind": kind, "txn_no": row["txn_no"], "date": row["bill_date"], "amount": amount}
+
+
+def _apply_marks(conn: Connection, svc: ServiceParts, rows: list[tuple], bill_date: date) -> list[tuple]:
+    m = svc.t.bill_marks
+    txns = sorted({row[2] for row in rows if row[1] == "TRADE"})
+    per_txn: dict[str, str] = {}
+    for i in range(0, len(txns), 900):
+        for txn, kind in conn.execute(select(m.c.txn_no, m.c.kind).where(m.c.txn_no.in_(txns[i:i + 900]))):
+            per_txn[txn] = kind
+    out: list[tuple] = []
+    for row in rows:
+        kind = per_txn.get(row[2]) if row[1] == "TRADE" else None
+        if kind == "omit":
+            continue
+        if kind == "amount_off":
+            row = row[:5] + (row[5] - 1,) + row[6:]
+        out.append(row)
+        if kind == "duplicate":
+            out.append(row)
+    start, end = _day_bounds(bill_date, svc.tz)
+    noon = datetime.combine(bill_date, time(12), tzinfo=svc.tz).astimezone(UTC)
+    for txn, amount, added in conn.execute(select(m.c.txn_no, m.c.amount, m.c.created_at).where(
+            m.c.kind == "extra", m.c.bill_date == bill_date.isoformat()).order_by(m.c.created_at, m.c.id)):
+        at = added if start <= added < end else noon  # "paid" when it was added, if that is on the day
+        out.append((at, "TRADE", txn, f"extra-{txn}"[:64], "", amount, "CNY"))
+    return out
+
+
 def render(svc: ServiceParts, mch_id: str, bill_date: date) -> bytes:
     start, end = _day_bounds(bill_date, svc.tz)
     now = svc.clock.now()
 
     def work(conn: Connection) -> list[tuple]:
         settle_due_refunds(conn, svc, now)
-        return _real_rows(conn, svc, mch_id, start, end)
+        return _apply_marks(conn, svc, _real_rows(conn, svc, mch_id, start, end), bill_date)
 
     rows = svc.store.write(work)
     missing: set[str] = set()

@@ -68,6 +68,8 @@ async def _options(request: Request) -> dict:
         data: dict = {}
         if form.get("notify"):
             data["notify"] = form["notify"]
+        if form.get("bill"):
+            data["bill"] = form["bill"]
         if form.get("notify_delay_s"):
             try:
                 data["notify_delay_s"] = float(form["notify_delay_s"])

@@ -256,6 +256,9 @@ class SandboxService:
 
     def _settle(self, txn_no: str, event: str, data: dict) -> dict:
         mode, delay_s = self._notify_options(data)
+        bill_mode = data.get("bill")
+        if bill_mode is not None and bill_mode not in bill_mod.PAYMENT_BILL_FAULTS:
+            raise SandboxError(400, "INVALID_PARAM", f"bill must be one of {', '.join(bill_mod.PAYMENT_BILL_FAULTS)}")
         target = PAY_SUCCESS if event == "pay" else PAY_FAILED
         now = self.clock.now()
 
@@ -269,6 +272,8 @@ class SandboxService:
                 row = self._by_txn_no(conn, txn_no)
                 enqueue_payment(conn, self.t, row, status=target, finished_at=row.finished_at, mode=mode,
                                 delay_s=delay_s, now=now)
+                if bill_mode is not None and event == "pay":
+                    bill_mod.mark(conn, self, bill_mode, now, txn_no=txn_no)
                 log.info("sandbox.payment.settled", txn_no=txn_no, status=target, notify=mode)
             else:
                 row = self._by_txn_no(conn, txn_no)
@@ -295,3 +300,14 @@ class SandboxService:
 
     def bill(self, mch_id: str, bill_date: date) -> bytes:
         return bill_mod.render(self, mch_id, bill_date)
+
+    def bill_extra(self, data: dict) -> dict:
+        """Add a payment no merchant made to a day's bill (`POST /bill/extra`)."""
+        try:
+            bill_date = date.fromisoformat(str(data.get("date", "")))
+        except ValueError as e:
+            raise SandboxError(400, "INVALID_PARAM", "date must be YYYY-MM-DD") from e
+        amount = require_amount(data)
+        now = self.clock.now()
+        return self.store.write(lambda conn: bill_mod.mark(conn, self, "extra", now, bill_date=bill_date,
+                                                           amount=amount))

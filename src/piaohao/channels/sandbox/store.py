@@ -58,6 +58,7 @@ class SandboxTables:
     payouts: Table
     notifications: Table
     faults: Table
+    bill_marks: Table
 
 
 def build_tables(prefix: str) -> SandboxTables:
@@ -161,7 +162,20 @@ def build_tables(prefix: str) -> SandboxTables:
         Column("params", Text),  # JSON: kind-specific extras (bill row lists)
         _ts("created_at", False),
     )
-    return SandboxTables(md, merchants, keys, payments, refunds, payouts, notifications, faults)
+    # Bill faults (API.md "Reconciliation"): a paid payment's row omitted, 1 unit short or twice
+    # (`txn_no`), or a payment no merchant made added to a day's bill (`extra`, `bill_date`).
+    bill_marks = Table(
+        f"{p}bill_marks", md,
+        Column("id", String(ID_LEN_MAX), primary_key=True),
+        Column("kind", String(16), nullable=False),  # omit | amount_off | duplicate | extra
+        Column("txn_no", String(ID_LEN_MAX)),
+        Column("bill_date", String(10)),
+        Column("amount", BigInteger),
+        _ts("created_at", False),
+        Index(None, "txn_no"),
+        Index(None, "bill_date"),
+    )
+    return SandboxTables(md, merchants, keys, payments, refunds, payouts, notifications, faults, bill_marks)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Fund-loss drills (資損攻防): see `piaohao.drills.scenarios`."""
