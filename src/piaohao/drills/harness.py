@@ -4,6 +4,7 @@ and the helpers every scenario needs (pay, refund, settle, check the books and t
 
 from __future__ import annotations
 
+import http.server
 import json
 import secrets
 import socket
@@ -20,11 +21,13 @@ from sqlalchemy import select, text
 
 from piaohao import ledger
 from piaohao.bootstrap import Assembly, assemble
+from piaohao.db.schema import alerts
 from piaohao.kernel.settings import Settings
 from piaohao.kernel.signing import sign
 from piaohao.recon import findings as queue
 from piaohao.recon.run import realtime_pass, run_day
 from piaohao.services.merchants import create_merchant
+from piaohao.workers.runner import Loop
 
 __all__ = ["Drill", "drill_platform"]
 
@@ -51,7 +54,6 @@ def wait_until(fn: Callable[[], object], timeout_s: float = WAIT_S_MAX, interval
 @dataclass
 class Drill:
     """A running platform for drills, and the traffic a scenario makes on it."""
-
     assembly: Assembly
     server: uvicorn.Server
     thread: threading.Thread
@@ -133,13 +135,11 @@ class Drill:
             self.assembly.runner = None
 
     def restart_workers(self) -> None:
-        from piaohao.workers.runner import Loop
         self.assembly.loops = [Loop(x.name, x.run_once, x.idle_s) for x in self.assembly.loops]
         self.assembly.start_workers()
 
     def receiver(self) -> tuple[str, list, Callable[[], None]]:
         """A merchant endpoint that acknowledges every notification: (url, deliveries, close)."""
-        import http.server
         got: list = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -172,7 +172,6 @@ class Drill:
         return run_day(self.p, self.today()).findings
 
     def alerts_kinds(self) -> set[str]:
-        from piaohao.db.schema import alerts
         with self.p.db.read() as conn:
             return {k for (k,) in conn.execute(select(alerts.c.kind).distinct())}
 

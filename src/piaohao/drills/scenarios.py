@@ -12,11 +12,16 @@ Corrupted fields are put back afterwards (the drill's rollback), so scenarios ca
 from __future__ import annotations
 
 import random
+import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from piaohao.drills.harness import Drill, drill_platform, wait_until
+from piaohao.recon import findings as queue
+from piaohao.services.settlement import run as settle_run
 
 __all__ = ["SCENARIOS", "Scenario", "run_scenarios"]
 
@@ -104,9 +109,7 @@ def _killed(step: str) -> Callable[[Drill, random.Random], dict]:
             d.restart_workers()
             return {"recovered": bool(wait_until(lambda: d.refund_status(rf["refund_no"]) == "succeeded", 30))}
         # settlement: the workers die with orders due; the next run settles each exactly once
-        from datetime import timedelta
 
-        from piaohao.services.settlement import run as settle_run
         _traffic(d, rnd, 2)
         d.kill_workers()
         d.restart_workers()
@@ -121,8 +124,6 @@ def _killed(step: str) -> Callable[[Drill, random.Random], dict]:
 def _database_away(d: Drill, rnd: random.Random) -> dict:
     """The database goes away for a few seconds while a payment and a refund are in flight:
     SQLite is locked exclusively by another process' connection; PostgreSQL drops every session."""
-    import sqlite3
-    import threading
 
     t = d.pay(rnd.randint(200, 900))
     away_s = 3.0
@@ -185,9 +186,6 @@ def _corrupt(table: str) -> Callable[[Drill, random.Random], dict]:
             d.sql("UPDATE ledger_legs SET amount = amount + 1 WHERE leg_id = :l", l=leg)
             undo = ("UPDATE ledger_legs SET amount = amount - 1 WHERE leg_id = :l", {"l": leg})
         else:  # settlement_details
-            from datetime import timedelta
-
-            from piaohao.services.settlement import run as settle_run
             settle_run(d.p, d.p.clock.now() + timedelta(days=3))
             key = d.scalar("SELECT batch_no FROM settlement_details ORDER BY created_at DESC LIMIT 1")
             assert key, "nothing was settled"
@@ -270,7 +268,6 @@ def _run_one(d: Drill, s: Scenario, seed: int) -> dict:
         d.day_run()
     new_open = d.open_finding_ids() - before
     if s.expects == "detected":
-        from piaohao.recon import findings as queue
         for fid in new_open:  # the drill's own findings are closed once scored
             queue.resolve(d.p, fid, action="accept", note=f"drill {s.name}", operator="drill")
     balanced = d.books_balanced()
