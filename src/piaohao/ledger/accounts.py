@@ -205,7 +205,10 @@ def get_or_create_accounts(conn: Connection, owner_type: str, owner_ids: Iterabl
         insert_rows(conn, ledger_balances, [
             {"account_id": r["account_id"], "shard": 0, "posted": 0, "pending_debits": 0, "pending_credits": 0,
              "available": 0, "available_floor": floor} for r in rows if r["account_id"] in made])
-        read(missing)
+        out.update({r["owner_id"]: r["account_id"] for r in rows if r["account_id"] in made})
+        lost = [r["owner_id"] for r in rows if r["account_id"] not in made]
+        if lost:  # created by a concurrent transaction meanwhile: read theirs
+            read(lost)
     return out
 
 
