@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from datetime import datetime
 
 import structlog
@@ -112,29 +113,50 @@ STATEMENT_HEADER = ["batch_no", "seller_type", "seller_id", "trade_no", "out_ord
                     "fee_rule_id", "settled_at"]
 
 
-def statement_csv(p: Platform, merchant_id: str, batch_no: str) -> str:
-    """The settlement statement of one seller's batch: one row per order, then a `total` row."""
+STATEMENT_ROWS_PER_CHUNK = 2000  # CSV rows per yielded piece: memory is bounded whatever the batch's size
+
+
+def statement_chunks(p: Platform, merchant_id: str, batch_no: str) -> Iterator[str]:
+    """The settlement statement of one seller's batch, streamed: the header, one row per order
+    (read through a server-side cursor, STATEMENT_ROWS_PER_CHUNK at a time), then a `total` row.
+    Raises SettlementBatchNotFound before yielding anything."""
     with p.db.read() as conn:
         b = conn.execute(select(settlement_batches).where(
             settlement_batches.c.batch_no == batch_no, settlement_batches.c.merchant_id == merchant_id)
         ).mappings().first()
-        if b is None:
-            raise SettlementBatchNotFound(f"no settlement batch {batch_no}")
-        rows = conn.execute(select(settlement_details).where(settlement_details.c.batch_no == batch_no)
-                            .order_by(settlement_details.c.trade_no, settlement_details.c.out_order_no)
-                            ).mappings().all()
+    if b is None:
+        raise SettlementBatchNotFound(f"no settlement batch {batch_no}")
+    return _statement_pieces(p, b)
+
+
+def _statement_pieces(p: Platform, b) -> Iterator[str]:
+    batch_no, when = b["batch_no"], rfc3339(b["created_at"], p.settings.tz)
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(STATEMENT_HEADER)
-    when = rfc3339(b["created_at"], p.settings.tz)
-    for r in rows:
-        w.writerow([batch_no, b["seller_type"], b["seller_id"], r["trade_no"], r["out_order_no"], b["currency"],
-                    r["amount"], r["refunded_amount"], r["subsidy_amount"], r["split_amount"], r["fee_amount"],
-                    r["seller_amount"], r["fee_rule_id"], when])
+    d = settlement_details.c
+    with p.db.read() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=STATEMENT_ROWS_PER_CHUNK).execute(
+            select(d.trade_no, d.out_order_no, d.amount, d.refunded_amount, d.subsidy_amount, d.split_amount,
+                   d.fee_amount, d.seller_amount, d.fee_rule_id).where(d.batch_no == batch_no)
+            .order_by(d.trade_no, d.out_order_no))
+        for part in result.partitions():
+            for r in part:
+                w.writerow([batch_no, b["seller_type"], b["seller_id"], r.trade_no, r.out_order_no, b["currency"],
+                            r.amount, r.refunded_amount, r.subsidy_amount, r.split_amount, r.fee_amount,
+                            r.seller_amount, r.fee_rule_id, when])
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
     w.writerow([batch_no, b["seller_type"], b["seller_id"], "total", b["order_count"], b["currency"],
                 b["gross_amount"], b["refunded_amount"], b["subsidy_amount"], b["split_amount"], b["fee_amount"],
                 b["seller_amount"], "", when])
-    return out.getvalue()
+    yield out.getvalue()
+
+
+def statement_csv(p: Platform, merchant_id: str, batch_no: str) -> str:
+    """The whole statement as one string (`statement_chunks` streams it)."""
+    return "".join(statement_chunks(p, merchant_id, batch_no))
 
 
 def batch_view(p: Platform, b) -> dict:

@@ -1,17 +1,22 @@
 """Settlement of orders (結算): one verified batch per seller and currency, in the caller's
-transaction. For each batch, in this order:
+transaction, for a whole set of orders at once (a chunk of a run, or a confirmed trade):
 
-1. compute every order's parts (splits less their share of refunds, the seller's rest plus the
-   subsidy less the seller's fee), by the largest remainder, in minor units;
-2. write the batch and one detail per order (the detail's primary key is the order: an order is
-   settled exactly once, whatever races) and one row per receiver share;
-3. verify before money moves: the batch equals the sum of its details (SQL SUM over what was
-   written), the receiver rows equal the details' split totals, and the conditional UPDATE
-   pending_settlement -> settled changed exactly the batch's orders;
-4. post one balanced entry (pending -> settled, marketing expense -> seller, fee -> fee income,
-   receivers' shares), then read the entry's legs back and check they equal the batch.
+1. plan (pure Python, one pass over the orders, bounded by the chunk): match each order's fee
+   rule (memoised per merchant, method, business type and currency) and compute its parts
+   (splits less their share of refunds, the seller's rest plus the subsidy less the seller's fee)
+   by `domain.splits.settle_order` (largest remainder, minor units); group them into batches;
+2. write every batch, detail (the detail's primary key is the order: an order is settled exactly
+   once, whatever races) and receiver share of the set in bulk (COPY on PostgreSQL);
+3. verify before money moves, set-based over all the set's batches: each batch equals the sum of
+   its details (one SQL GROUP BY over what was written), its receiver rows equal its details'
+   splits, in = out, and one conditional UPDATE pending_settlement -> settled (joined to the
+   details) changed exactly each batch's orders (counted per batch from its RETURNING);
+4. post one balanced entry per batch (books.settle.post_batches: pending -> settled, marketing
+   expense -> seller, fee -> fee income, receivers' shares), read all the entries back in one
+   query and check each equals its batch.
 Any failed check raises SettlementVerificationFailed and the transaction rolls back: nothing of
-the batch exists. The caller has locked the order rows.
+the set exists. The caller has locked the order rows. Statements per order: none; per set: a
+fixed number plus one per 900 trades read and per 900 batches verified.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, exists, func, insert, select, update
+from sqlalchemy import Connection, func, select, update
 
 from piaohao.books import settle as settle_book
 from piaohao.clearing import fees
 from piaohao.clearing.orders import PENDING, SETTLED, business_date
+from piaohao.db.bulk import insert_rows
 from piaohao.db.schema import trade_components, trades
 from piaohao.db.schema_clearing import (
     order_refunds,
@@ -60,7 +66,6 @@ class Facts:
     in_flight: set = field(default_factory=set)  # orders with a refund still processing
     method: dict = field(default_factory=dict)  # trade_no -> payment method (for fee rules)
     notify: dict = field(default_factory=dict)  # trade_no -> (app_id, notify_url)
-    receiver_accounts: dict = field(default_factory=dict)  # (merchant_id, currency) -> {receiver_id: account}
 
 
 def load_facts(conn: Connection, orders: list) -> Facts:
@@ -93,6 +98,22 @@ def load_facts(conn: Connection, orders: list) -> Facts:
     return f
 
 
+
+TOTALS = ("amount", "refunded_amount", "subsidy_amount", "split_amount", "fee_amount", "platform_fee_amount",
+          "seller_amount")
+
+
+@dataclass
+class Batch:
+    """One planned batch: its money (what the ledger entry moves), totals, details and receiver rows."""
+
+    money: settle_book.BatchMoney
+    orders: list = field(default_factory=list)
+    details: list = field(default_factory=list)
+    split_rows: list = field(default_factory=list)
+    totals: dict = field(default_factory=lambda: dict.fromkeys(TOTALS, 0))
+
+
 @dataclass
 class BatchResult:
     batch_no: str
@@ -103,106 +124,122 @@ class BatchResult:
     fee_amount: int
 
 
-def settle_group(conn: Connection, p: Platform, orders: list, facts: Facts, rules: list, *, trigger: str,
-                 now: datetime) -> BatchResult:
-    """Settle `orders` (locked rows, all pending_settlement, one merchant, seller and currency)."""
-    first = orders[0]
-    merchant_id, seller_type, seller_id, currency = (first["merchant_id"], first["seller_type"], first["seller_id"],
-                                                     first["currency"])
-    require(all((o["merchant_id"], o["seller_type"], o["seller_id"], o["currency"]) ==
-               (merchant_id, seller_type, seller_id, currency) and o["status"] == PENDING for o in orders),
-            "a batch settles pending orders of one seller and currency only")
-    batch_no = new_id("stb")
-    details, split_rows = [], []
-    to_receiver: dict[str, int] = defaultdict(int)
-    totals = defaultdict(int)
-    for o in orders:
+def plan_batches(orders: list, facts: Facts, rules: list, *, now: datetime) -> list[Batch]:
+    """Group pending orders by (merchant, seller, currency) and compute every detail (pure)."""
+    by_group: dict[tuple, Batch] = {}
+    rule_of: dict[tuple, fees.FeeRule] = {}
+    for o in sorted(orders, key=lambda o: (o["merchant_id"], o["seller_type"], o["seller_id"], o["currency"])):
+        group = (o["merchant_id"], o["seller_type"], o["seller_id"], o["currency"])
+        require(o["status"] == PENDING, "a batch settles pending orders only")
+        b = by_group.get(group)
+        if b is None:
+            b = by_group[group] = Batch(settle_book.BatchMoney(new_id("stb"), *group))
+        rule_key = (o["merchant_id"], facts.method.get(o["trade_no"], "none"), o["kind"], o["currency"])
+        rule = rule_of.get(rule_key)
+        if rule is None:
+            rule = rule_of[rule_key] = fees.match(rules, merchant_id=rule_key[0], method=rule_key[1],
+                                                  business_type=rule_key[2], currency=rule_key[3])
         key = (o["trade_no"], o["out_order_no"])
-        splits = facts.splits.get(key, [])
-        rule = fees.match(rules, merchant_id=merchant_id, method=facts.method.get(o["trade_no"], "none"),
-                          business_type=o["kind"], currency=currency)
+        splits = facts.splits.get(key, ())
         s = settle_order(o["amount"], [a for _, a in splits], facts.refunded.get(key, 0), o["subsidy_amount"],
                          lambda base, r=rule: (r.fee(base), r.bearer))
-        details.append({"trade_no": o["trade_no"], "out_order_no": o["out_order_no"], "batch_no": batch_no,
-                        "amount": o["amount"], "refunded_amount": o["amount"] - s.pending_out,
-                        "subsidy_amount": s.subsidy, "split_amount": sum(s.split_parts), "fee_amount": s.fee,
-                        "platform_fee_amount": s.platform_fee, "fee_rule_id": rule.rule_id,
-                        "seller_amount": s.seller_amount, "created_at": now})
-        for (rid, _), part in zip(splits, s.split_parts, strict=True):
-            split_rows.append({"trade_no": o["trade_no"], "out_order_no": o["out_order_no"], "receiver_id": rid,
-                               "batch_no": batch_no, "amount": part})
-            to_receiver[rid] += part
-        for k in ("amount", "refunded_amount", "subsidy_amount", "split_amount", "fee_amount",
-                  "platform_fee_amount", "seller_amount"):
-            totals[k] += details[-1][k]
-    pending_out = totals["amount"] - totals["refunded_amount"]
-    conn.execute(insert(settlement_batches).values(
-        batch_no=batch_no, merchant_id=merchant_id, seller_type=seller_type, seller_id=seller_id, currency=currency,
-        business_date=business_date(p, now), trigger=trigger, order_count=len(details),
-        gross_amount=totals["amount"], refunded_amount=totals["refunded_amount"],
-        subsidy_amount=totals["subsidy_amount"], split_amount=totals["split_amount"], fee_amount=totals["fee_amount"],
-        platform_fee_amount=totals["platform_fee_amount"], seller_amount=totals["seller_amount"], status=SETTLED,
-        created_at=now))
-    conn.execute(insert(settlement_details), details)
-    if split_rows:
-        conn.execute(insert(settlement_split_details), split_rows)
-    _verify_batch(conn, batch_no, len(details), totals)
-    d = settlement_details.c
-    changed = conn.execute(update(trade_orders).where(
-        _o.status == PENDING,
-        exists().where(and_(d.batch_no == batch_no, d.trade_no == _o.trade_no, d.out_order_no == _o.out_order_no))
-    ).values(status=SETTLED, settled_at=now, batch_no=batch_no, updated_at=now)).rowcount
-    if changed != len(details):
-        raise SettlementVerificationFailed(f"batch {batch_no}: {changed} orders changed state, expected {len(details)}")
-    receiver_ids = facts.receiver_accounts.get((merchant_id, currency)) or settle_book.receiver_accounts(
-        conn, merchant_id, set(to_receiver), currency, at=now)
-    expected = settle_book.post_batch(
-        conn, batch_no=batch_no, seller_type=seller_type, seller_id=seller_id, currency=currency,
-        pending_out=pending_out, subsidy=totals["subsidy_amount"], seller_amount=totals["seller_amount"],
-        fee=totals["fee_amount"], to_receiver={receiver_ids[rid]: x for rid, x in to_receiver.items()}, at=now)
-    settle_book.verify_batch_entry(conn, batch_no, expected)
-    _tell_merchant(conn, p, batch_no, orders, facts, totals, now)
-    return BatchResult(batch_no, seller_id, len(details), totals["seller_amount"], totals["split_amount"],
-                       totals["fee_amount"])
+        split_amount = sum(s.split_parts)
+        detail = {"trade_no": key[0], "out_order_no": key[1], "batch_no": b.money.batch_no, "amount": o["amount"],
+                  "refunded_amount": o["amount"] - s.pending_out, "subsidy_amount": s.subsidy,
+                  "split_amount": split_amount, "fee_amount": s.fee, "platform_fee_amount": s.platform_fee,
+                  "fee_rule_id": rule.rule_id, "seller_amount": s.seller_amount, "created_at": now}
+        b.orders.append(o)
+        b.details.append(detail)
+        for k in TOTALS:
+            b.totals[k] += detail[k]
+        for (receiver_id, _), part in zip(splits, s.split_parts, strict=True):
+            b.split_rows.append({"trade_no": key[0], "out_order_no": key[1], "receiver_id": receiver_id,
+                                 "batch_no": b.money.batch_no, "amount": part})
+            b.money.to_receiver[receiver_id] += part
+    for b in by_group.values():
+        t, m = b.totals, b.money
+        m.pending_out, m.subsidy = t["amount"] - t["refunded_amount"], t["subsidy_amount"]
+        m.seller_amount, m.fee = t["seller_amount"], t["fee_amount"]
+        if m.pending_out + m.subsidy != m.seller_amount + t["split_amount"] + m.fee:
+            raise SettlementVerificationFailed(f"batch {m.batch_no}: what moves in is not what moves out")
+    return list(by_group.values())
 
 
-def _verify_batch(conn: Connection, batch_no: str, count: int, totals: dict) -> None:
-    d = settlement_details.c
-    row = conn.execute(select(func.count(), func.coalesce(func.sum(d.amount), 0),
-                              func.coalesce(func.sum(d.refunded_amount), 0),
-                              func.coalesce(func.sum(d.subsidy_amount), 0),
-                              func.coalesce(func.sum(d.split_amount), 0), func.coalesce(func.sum(d.fee_amount), 0),
-                              func.coalesce(func.sum(d.seller_amount), 0)).where(d.batch_no == batch_no)).one()
-    want = (count, totals["amount"], totals["refunded_amount"], totals["subsidy_amount"], totals["split_amount"],
-            totals["fee_amount"], totals["seller_amount"])
-    if tuple(int(x) for x in row) != want:
-        raise SettlementVerificationFailed(f"batch {batch_no}: details sum to {tuple(row)}, the batch says {want}")
-    splits = conn.execute(select(func.coalesce(func.sum(settlement_split_details.c.amount), 0)).where(
-        settlement_split_details.c.batch_no == batch_no)).scalar_one()
-    if int(splits) != totals["split_amount"]:
-        raise SettlementVerificationFailed(f"batch {batch_no}: receiver rows sum to {splits}, "
-                                           f"details to {totals['split_amount']}")
-    if totals["amount"] - totals["refunded_amount"] + totals["subsidy_amount"] != (
-            totals["seller_amount"] + totals["split_amount"] + totals["fee_amount"]):
-        raise SettlementVerificationFailed(f"batch {batch_no}: what moves in is not what moves out")
+def _in_parts(items: list, n: int = IN_CHUNK):
+    return (items[i:i + n] for i in range(0, len(items), n))
 
 
-def _tell_merchant(conn: Connection, p: Platform, batch_no: str, orders: list, facts: Facts, totals: dict,
-                   now: datetime) -> None:
+def write_batches(conn: Connection, p: Platform, planned: list[Batch], *, trigger: str, now: datetime) -> None:
+    day = business_date(p, now)
+    insert_rows(conn, settlement_batches, [{
+        "batch_no": b.money.batch_no, "merchant_id": b.money.merchant_id, "seller_type": b.money.seller_type,
+        "seller_id": b.money.seller_id, "currency": b.money.currency, "business_date": day, "trigger": trigger,
+        "order_count": len(b.details), "gross_amount": b.totals["amount"],
+        "refunded_amount": b.totals["refunded_amount"], "subsidy_amount": b.totals["subsidy_amount"],
+        "split_amount": b.totals["split_amount"], "fee_amount": b.totals["fee_amount"],
+        "platform_fee_amount": b.totals["platform_fee_amount"], "seller_amount": b.totals["seller_amount"],
+        "status": SETTLED, "created_at": now} for b in planned])
+    insert_rows(conn, settlement_details, [d for b in planned for d in b.details])
+    insert_rows(conn, settlement_split_details, [r for b in planned for r in b.split_rows])
+
+
+def verify_written(conn: Connection, planned: list[Batch], *, now: datetime) -> None:
+    """Set-based checks of everything written, then the state change of exactly the batches' orders."""
+    want = {b.money.batch_no: b for b in planned}
+    d, sd = settlement_details.c, settlement_split_details.c
+    seen: set[str] = set()
+    splits: dict[str, int] = {}
+    for part in _in_parts(sorted(want)):
+        for batch_no, count, *sums in conn.execute(
+                select(d.batch_no, func.count(), *(func.sum(getattr(d, k)) for k in TOTALS))
+                .where(d.batch_no.in_(part)).group_by(d.batch_no)):
+            b = want[batch_no]
+            got = (int(count), *(int(x) for x in sums))
+            expected = (len(b.details), *(b.totals[k] for k in TOTALS))
+            if got != expected:
+                raise SettlementVerificationFailed(f"batch {batch_no}: details sum to {got}, the batch says {expected}")
+            seen.add(batch_no)
+        splits.update({batch_no: int(x) for batch_no, x in conn.execute(
+            select(sd.batch_no, func.sum(sd.amount)).where(sd.batch_no.in_(part)).group_by(sd.batch_no))})
+    if seen != want.keys():
+        raise SettlementVerificationFailed(f"batches without details: {sorted(want.keys() - seen)[:5]}")
+    for batch_no, b in want.items():
+        if splits.get(batch_no, 0) != b.totals["split_amount"]:
+            raise SettlementVerificationFailed(f"batch {batch_no}: receiver rows sum to {splits.get(batch_no, 0)}, "
+                                               f"details to {b.totals['split_amount']}")
+    changed: dict[str, int] = defaultdict(int)
+    for part in _in_parts(sorted(want)):
+        for (batch_no,) in conn.execute(
+                update(trade_orders)
+                .where(_o.status == PENDING, d.trade_no == _o.trade_no, d.out_order_no == _o.out_order_no,
+                       d.batch_no.in_(part))
+                .values(status=SETTLED, settled_at=now, batch_no=d.batch_no, updated_at=now)
+                .returning(_o.batch_no)):
+            changed[batch_no] += 1
+    for batch_no, b in want.items():
+        if changed.get(batch_no, 0) != len(b.details):
+            raise SettlementVerificationFailed(f"batch {batch_no}: {changed.get(batch_no, 0)} orders changed "
+                                               f"state, expected {len(b.details)}")
+
+
+def _settled_events(p: Platform, planned: list[Batch], facts: Facts, now: datetime) -> list[dict]:
     """One `settlement.settled` event per batch, to the notify_url of the batch's latest trade."""
-    latest = max(orders, key=lambda o: (o["paid_at"] or now, o["trade_no"]))
-    app_id, url = facts.notify.get(latest["trade_no"], (None, None))
-    if app_id is None:
-        return
-    first = orders[0]
-    notifications.enqueue(conn, now=now, merchant_id=first["merchant_id"], app_id=app_id, type="settlement.settled",
-                          subject_id=batch_no, notify_url=url, tz=p.settings.tz, data={
-                              "batch_no": batch_no, "seller_type": first["seller_type"],
-                              "seller_id": first["seller_id"], "currency": first["currency"],
-                              "order_count": len(orders), "seller_amount": totals["seller_amount"],
-                              "split_amount": totals["split_amount"], "fee_amount": totals["fee_amount"],
-                              "orders": [{"trade_no": o["trade_no"], "out_order_no": o["out_order_no"]}
-                                         for o in orders[:1000]]})
+    events = []
+    for b in planned:
+        latest = max(b.orders, key=lambda o: (o["paid_at"] or now, o["trade_no"]))
+        app_id, url = facts.notify.get(latest["trade_no"], (None, None))
+        if app_id is None:
+            continue
+        m = b.money
+        events.append({"merchant_id": m.merchant_id, "app_id": app_id, "type": "settlement.settled",
+                       "subject_id": m.batch_no, "notify_url": url, "data": {
+                           "batch_no": m.batch_no, "seller_type": m.seller_type, "seller_id": m.seller_id,
+                           "currency": m.currency, "order_count": len(b.orders),
+                           "seller_amount": b.totals["seller_amount"], "split_amount": b.totals["split_amount"],
+                           "fee_amount": b.totals["fee_amount"],
+                           "orders": [{"trade_no": o["trade_no"], "out_order_no": o["out_order_no"]}
+                                      for o in b.orders[:1000]]}})
+    return events
 
 
 def settle_orders(conn: Connection, p: Platform, orders: list, *, trigger: str, now: datetime,
@@ -215,16 +252,13 @@ def settle_orders(conn: Connection, p: Platform, orders: list, *, trigger: str, 
     rules = fees.load_rules(conn)
     ready = [o for o in orders if (o["trade_no"], o["out_order_no"]) not in facts.in_flight]
     skipped = [o for o in orders if (o["trade_no"], o["out_order_no"]) in facts.in_flight]
-    groups: dict[tuple, list] = defaultdict(list)
-    for o in ready:
-        groups[(o["merchant_id"], o["seller_type"], o["seller_id"], o["currency"])].append(o)
-    by_currency: dict[tuple, set] = defaultdict(set)
-    for o in ready:
-        by_currency[(o["merchant_id"], o["currency"])].update(
-            r for r, _ in facts.splits.get((o["trade_no"], o["out_order_no"]), ()))
-    for (merchant_id, currency), ids in by_currency.items():
-        facts.receiver_accounts[(merchant_id, currency)] = settle_book.receiver_accounts(conn, merchant_id, ids,
-                                                                                         currency, at=now)
-    results = [settle_group(conn, p, group, facts, rules, trigger=trigger, now=now)
-               for _, group in sorted(groups.items())]
-    return results, skipped
+    planned = plan_batches(ready, facts, rules, now=now)
+    if not planned:
+        return [], skipped
+    write_batches(conn, p, planned, trigger=trigger, now=now)
+    verify_written(conn, planned, now=now)
+    wants = settle_book.post_batches(conn, [b.money for b in planned], at=now)
+    settle_book.verify_batch_entries(conn, wants)
+    notifications.enqueue_many(conn, _settled_events(p, planned, facts, now), now=now, tz=p.settings.tz)
+    return [BatchResult(b.money.batch_no, b.money.seller_id, len(b.details), b.totals["seller_amount"],
+                        b.totals["split_amount"], b.totals["fee_amount"]) for b in planned], skipped

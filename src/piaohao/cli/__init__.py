@@ -15,7 +15,7 @@ import uvicorn
 from piaohao.alerts import list_alerts
 from piaohao.bootstrap import assemble, open_database
 from piaohao.channels.registry import KINDS
-from piaohao.clearing.batches import statement_csv
+from piaohao.clearing.batches import statement_chunks
 from piaohao.clearing.fees import add_rule, load_rules
 from piaohao.clearing.payout_cycles import run_payout_cycles
 from piaohao.cli.channels import app as channels_app
@@ -321,7 +321,8 @@ def settlement_verify(batch_no: str, as_json: bool = typer.Option(False, "--json
 def settlement_statement(merchant_id: str, batch_no: str):
     """The seller's settlement statement of one batch, as CSV on stdout."""
     try:
-        typer.echo(statement_csv(_platform(), merchant_id, batch_no), nl=False)
+        for piece in statement_chunks(_platform(), merchant_id, batch_no):
+            typer.echo(piece, nl=False)
     except PiaohaoError as e:
         _fail(e)
 

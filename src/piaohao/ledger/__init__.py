@@ -44,6 +44,7 @@ from piaohao.ledger.reading import (
     entry_movements,
     get_entry,
     movements_by_keys,
+    operation_movements,
     owner_figures,
     statement,
 )
@@ -53,5 +54,5 @@ __all__ = [
     "EntryKey", "EntryKeyConflict", "Hold", "HoldNotFound", "HoldNotPending", "InsufficientFunds", "InvalidLeg",
     "LedgerError", "Leg", "NewEntry", "NormalSide", "Statement", "StatementLine", "UnbalancedEntry", "Violation",
     "balance", "check", "credit", "debit", "entry_movements", "find_account", "get_account", "get_entry",
-    "get_hold", "movements_by_keys", "owner_figures", "statement",
+    "get_hold", "movements_by_keys", "operation_movements", "owner_figures", "statement",
 ]

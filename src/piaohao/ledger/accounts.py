@@ -14,15 +14,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select, text, update
 
+from piaohao.db.bulk import insert_rows
 from piaohao.db.inserts import dialect_insert
 from piaohao.db.schema_ledger import ledger_accounts, ledger_balances
 from piaohao.kernel.errors import AccountConflict, AccountNotFound, CreditLimitBelowUsed, InvalidLeg, LedgerError
 from piaohao.kernel.ids import new_id
 from piaohao.kernel.invariants import require
 from piaohao.kernel.money import AMOUNT_MAX, CURRENCY_RE
-from piaohao.ledger.model import Account, Constraint, NormalSide
+from piaohao.ledger.model import Account, Constraint, NormalSide, fast_id
 
 META_CACHE_MAX_ACCOUNTS = 200_000
 HOT_SHARDS_MAX = 256
@@ -196,19 +197,45 @@ def get_or_create_accounts(conn: Connection, owner_type: str, owner_ids: Iterabl
             continue
         for owner_id in missing:
             _validate_new(owner_type, owner_id, purpose, currency, kind, None, 1)
-        rows = [{"account_id": new_id("acc"), "owner_type": owner_type, "owner_id": owner_id, "purpose": purpose,
+        rows = [{"account_id": fast_id("acc"), "owner_type": owner_type, "owner_id": owner_id, "purpose": purpose,
                  "currency": currency, "normal_side": side.value, "constraint_kind": kind.value, "shard_count": 1,
                  "created_at": at} for owner_id in missing]
-        made = set(conn.execute(dialect_insert(conn, ledger_accounts).values(rows).on_conflict_do_nothing(
-            index_elements=["owner_type", "owner_id", "purpose", "currency"]).returning(la.account_id)).scalars())
+        made = _insert_accounts(conn, rows)
         floor = _floor_for(kind, None)
-        balances = [{"account_id": r["account_id"], "shard": 0, "posted": 0, "pending_debits": 0,
-                     "pending_credits": 0, "available": 0, "available_floor": floor}
-                    for r in rows if r["account_id"] in made]
-        if balances:
-            conn.execute(ledger_balances.insert(), balances)
-        read(missing)
+        insert_rows(conn, ledger_balances, [
+            {"account_id": r["account_id"], "shard": 0, "posted": 0, "pending_debits": 0, "pending_credits": 0,
+             "available": 0, "available_floor": floor} for r in rows if r["account_id"] in made])
+        out.update({r["owner_id"]: r["account_id"] for r in rows if r["account_id"] in made})
+        lost = [r["owner_id"] for r in rows if r["account_id"] not in made]
+        if lost:  # created by a concurrent transaction meanwhile: read theirs
+            read(lost)
     return out
+
+
+_PG_INSERT_ACCOUNTS = text("""
+INSERT INTO ledger_accounts (account_id, owner_type, owner_id, purpose, currency, normal_side, constraint_kind,
+                             shard_count, created_at)
+SELECT a.account_id, :owner_type, a.owner_id, :purpose, :currency, :normal_side, :constraint_kind, 1, :at
+FROM unnest(CAST(:ids AS text[]), CAST(:owners AS text[])) AS a(account_id, owner_id)
+ON CONFLICT (owner_type, owner_id, purpose, currency) DO NOTHING
+RETURNING account_id
+""")
+
+
+def _insert_accounts(conn: Connection, rows: list[dict]) -> set[str]:
+    """Insert one-shard accounts of one kind (ON CONFLICT DO NOTHING); the ids actually inserted.
+    PostgreSQL: one fixed statement over arrays; SQLite (one writer): an executemany, then a read."""
+    first = rows[0]
+    if conn.dialect.name == "postgresql":
+        return set(conn.execute(_PG_INSERT_ACCOUNTS, {
+            "owner_type": first["owner_type"], "purpose": first["purpose"], "currency": first["currency"],
+            "normal_side": first["normal_side"], "constraint_kind": first["constraint_kind"], "at": first["created_at"],
+            "ids": [r["account_id"] for r in rows], "owners": [r["owner_id"] for r in rows]}).scalars())
+    conn.execute(dialect_insert(conn, ledger_accounts).on_conflict_do_nothing(
+        index_elements=["owner_type", "owner_id", "purpose", "currency"]), rows)
+    la = ledger_accounts.c
+    ours = {r["account_id"] for r in rows}
+    return {a for a in conn.execute(select(la.account_id).where(la.account_id.in_(sorted(ours)))).scalars()}
 
 
 def set_credit_limit(conn: Connection, account_id: str, limit_minor: int) -> Account:

@@ -121,3 +121,24 @@ def movements_by_keys(conn: Connection, keys: list[tuple[str, str, str]]) -> dic
                     .group_by(e.source_id, leg.account_id)):
                 out.setdefault((st, sid, op), {})[account] = int(amount)
     return out
+
+
+KEYS_PER_READ_MAX = 900  # ids per IN list when reading many entries
+
+
+def operation_movements(conn: Connection, source_type: str, operation: str,
+                        source_ids: list[str]) -> dict[str, dict[str, int]]:
+    """source_id -> (account_id -> signed amount moved), for the entries (source_type, id, operation)
+    of many ids at once; an id without an entry is absent. `entry_movements` for a whole batch."""
+    out: dict[str, dict[str, int]] = {}
+    ids = sorted(set(source_ids))
+    for i in range(0, len(ids), KEYS_PER_READ_MAX):
+        rows = conn.execute(
+            select(_e.source_id, _l.account_id, func.sum(_l.amount)).join(ledger_entries, _e.entry_id == _l.entry_id)
+            .where(_e.source_type == source_type, _e.operation == operation,
+                   _e.source_id.in_(ids[i:i + KEYS_PER_READ_MAX]))
+            .group_by(_e.source_id, _l.account_id)).all()
+        for source_id, account_id, amount in rows:
+            if amount:
+                out.setdefault(source_id, {})[account_id] = int(amount)
+    return out

@@ -91,6 +91,24 @@ def enqueue(
     never sent. `created_at` in the payload is rendered in `tz` (pass `settings.tz` for the
     business time zone; UTC when None). `data` must be serialisable by orjson.
     """
+    row = _event_row(now=now, merchant_id=merchant_id, app_id=app_id, type=type, subject_id=subject_id, data=data,
+                     notify_url=notify_url, dedupe_key=dedupe_key, tz=tz)
+    stmt = (_insert(conn).values(**row).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(outbox_events.c.event_id))
+    return conn.execute(stmt).scalar_one_or_none()
+
+
+def enqueue_many(conn: Connection, events: list[dict], *, now: datetime, tz: tzinfo | None = None) -> None:
+    """`enqueue` for many events at once (one executemany), each a dict of enqueue's keyword
+    arguments but `now` and `tz`; duplicates (same dedupe key) are dropped the same way."""
+    if not events:
+        return
+    rows = [_event_row(now=now, tz=tz, **{"dedupe_key": None, **e}) for e in events]
+    conn.execute(_insert(conn).on_conflict_do_nothing(index_elements=["dedupe_key"]), rows)
+
+
+def _event_row(*, now: datetime, merchant_id: str, app_id: str, type: str, subject_id: str, data: dict,
+               notify_url: str | None, dedupe_key: str | None, tz: tzinfo | None) -> dict:
     if not type or len(type) > _TYPE_MAX:
         raise ValueError(f"outbox: event type must be 1-{_TYPE_MAX} chars")
     if not subject_id or len(subject_id) > _SUBJECT_MAX:
@@ -102,29 +120,12 @@ def enqueue(
     notify_url = notify_url or None
     if notify_url is not None and len(notify_url) > _URL_MAX:
         raise ValueError(f"outbox: notify_url longer than {_URL_MAX} chars")
-
     event_id = new_id("evt")
     payload = build_payload(event_id, type, now, data, tz)
-    stmt = (
-        _insert(conn)
-        .values(
-            event_id=event_id,
-            merchant_id=merchant_id,
-            app_id=app_id,
-            type=type,
-            subject_id=subject_id,
-            dedupe_key=dedupe_key,
-            payload=payload.decode("utf-8"),
-            notify_url=notify_url,
-            status=PENDING if notify_url else SKIPPED,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(outbox_events.c.event_id)
-    )
-    return conn.execute(stmt).scalar_one_or_none()
+    return {"event_id": event_id, "merchant_id": merchant_id, "app_id": app_id, "type": type,
+            "subject_id": subject_id, "dedupe_key": dedupe_key, "payload": payload.decode("utf-8"),
+            "notify_url": notify_url, "status": PENDING if notify_url else SKIPPED, "attempts": 0,
+            "next_attempt_at": now, "created_at": now}
 
 
 # ---------------------------------------------------------------- reading (operators, CLI, API)
