@@ -38,12 +38,20 @@ from piaohao.ledger.model import (
     credit,
     debit,
 )
-from piaohao.ledger.reading import Statement, balance, entry_movements, get_entry, owner_figures, statement
+from piaohao.ledger.reading import (
+    Statement,
+    balance,
+    entry_movements,
+    get_entry,
+    list_accounts,
+    owner_figures,
+    statement,
+)
 
 __all__ = [
     "Account", "AccountConflict", "AccountNotFound", "Balance", "Constraint", "CreditLimitBelowUsed", "Entry",
     "EntryKey", "EntryKeyConflict", "Hold", "HoldNotFound", "HoldNotPending", "InsufficientFunds", "InvalidLeg",
     "LedgerError", "Leg", "NewEntry", "NormalSide", "Statement", "StatementLine", "UnbalancedEntry", "Violation",
     "balance", "check", "credit", "debit", "entry_movements", "find_account", "get_account", "get_entry",
-    "get_hold", "owner_figures", "statement",
+    "get_hold", "list_accounts", "owner_figures", "statement",
 ]
