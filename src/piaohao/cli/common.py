@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
+import sys
 from datetime import datetime
 
+import structlog
 import typer
 from rich import box
 from rich.console import Console
@@ -15,7 +16,6 @@ from piaohao import __version__
 from piaohao.bootstrap import open_database
 from piaohao.kernel.clock import SystemClock
 from piaohao.kernel.errors import PiaohaoError
-from piaohao.kernel.logs import configure
 from piaohao.kernel.settings import Settings, SettingsError
 from piaohao.platform import Platform
 
@@ -97,15 +97,21 @@ def _version(show: bool) -> None:
         raise typer.Exit()
 
 
-SERVERS = ("serve", "worker", "sandbox")  # long-running commands: they set up their own logs at the set level
-CLI_LOG_LEVEL_DEFAULT = "WARNING"  # an operator command's answer is its output; PIAOHAO_LOG_LEVEL=INFO for more
+class _CurrentStderr:
+    """Whatever sys.stderr is when a line is written (a captured stream in tests, the terminal otherwise)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
-def root(ctx: typer.Context,
-         version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+def root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
                                       help="Print the version and exit.")) -> None:
     """piaohao: an aggregated payment platform. Every command acts on PIAOHAO_DATABASE_URL;
     `--json` prints the answer as JSON and nothing else."""
-    if ctx.invoked_subcommand not in SERVERS:
-        # Logs are JSON lines on stderr, never on stdout: stdout carries the answer alone.
-        configure(os.environ.get("PIAOHAO_LOG_LEVEL", CLI_LOG_LEVEL_DEFAULT).strip().upper() or CLI_LOG_LEVEL_DEFAULT)
+    if not structlog.is_configured():
+        # Only where nothing set logging up yet (serve and worker do, in kernel/logs.py): structured
+        # log lines go to stderr, never to stdout, which carries the command's answer alone.
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()))
