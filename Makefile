@@ -19,7 +19,7 @@ serve: $(STAMP)
 
 ## Run the tests: SQLite always, PostgreSQL too when it is reachable on 127.0.0.1:5432.
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench simulators scripts
+	$(VENV)/bin/ruff check src tests bench simulators scripts examples
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -n 3 $(PYTEST_ARGS)
 
@@ -31,5 +31,5 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/e2e/run.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench simulators scripts
+	$(VENV)/bin/ruff check src tests bench simulators scripts examples
 	$(VENV)/bin/lint-imports

@@ -94,6 +94,8 @@ class Running:
         return MerchantClient(self.url, creds.app_id, creds.app_secret, creds.merchant_id)
 
 
+# An ordinary channel call never takes this long, even on 2 busy cores; tests of timeouts set their own.
+CHANNEL_TIMEOUT_S = 5.0
 TEST_SECRET_KEY = "tests-secret-key-0123456789abcdefghij"
 
 
@@ -107,7 +109,7 @@ def fast_settings(database_url: str, port: int, tmp_path, *, sandbox_url: str = 
         database_url=database_url, base_url=f"http://127.0.0.1:{port}", channel_env=channel_env,
         secret_key=TEST_SECRET_KEY,
         notify_retry_s=(0.2, 0.2, 0.2), notify_timeout_s=2.0, active_query_after_s=0.5,
-        active_query_interval_max_s=1.0, channel_timeout_s=2.0, worker_poll_s=0.05, rate_limit_per_s=0)
+        active_query_interval_max_s=1.0, channel_timeout_s=CHANNEL_TIMEOUT_S, worker_poll_s=0.05, rate_limit_per_s=0)
     values.update(overrides)
     return base.with_(**values)
 

@@ -125,3 +125,19 @@ def test_close_an_unpaid_trade_then_close_again(running, receiver):
 
     assert wait_until(lambda: receiver.events("trade.closed"))
     assert len(receiver.events("trade.closed")) == 1
+
+
+def test_replaying_the_create_of_a_paid_trade_answers_its_real_components(running):
+    from piaohao.channels.spi import Outcome, PaymentResult
+    from piaohao.services import payments
+
+    m = running.merchant()
+    created = m.call("POST", "/v1/trades", trade_body()).json()
+    token = created["pay_url"].rsplit("/", 1)[1]
+    payment_no = payments.start_payment(running.platform, token, "sandbox")["payment_no"]
+    assert payments.apply_channel_result(running.platform, payment_no, PaymentResult(
+        Outcome.SUCCEEDED, channel_txn_no="T1", amount=1999, currency="CNY"), source="notify") == "succeeded"
+    shown = m.call("GET", f"/v1/trades/{created['trade_no']}").json()
+    assert shown["components"] == [{"method": "sandbox", "amount": 1999, "refunded_amount": 0}]
+    again = m.call("POST", "/v1/trades", trade_body())
+    assert again.status_code == 200 and again.json() == shown

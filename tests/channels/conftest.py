@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -27,8 +28,8 @@ from piaohao.channels.sandbox.service import SandboxService
 from tests.conftest import BACKENDS, PG_ADMIN_URL
 from tests.support.servers import ThreadedServer, free_port
 
-CLIENT_TIMEOUT_S = 1.5  # generous: the suite runs in parallel on 2 cores
-BANK_TIMEOUT_DELAY_S = 3.0
+CLIENT_TIMEOUT_S = 5.0  # an ordinary call never takes this long, even on 2 busy cores
+BANK_TIMEOUT_DELAY_S = 8.0  # the lost first answer of a 0003 payout: well past CLIENT_TIMEOUT_S
 TEST_RETRY_S = (0.0, 0.0, 0.0, 0.0)
 PUMP_DEADLINE_S = 10.0
 PG_URL = PG_ADMIN_URL
@@ -72,6 +73,28 @@ class Receiver:
         return Response(b'{"code":"SUCCESS"}', media_type="application/json")
 
 
+class SteppingClock:
+    """Real time plus an offset that a test moves forward (`advance`): the sandbox's delays
+    ("processing for 60 s", "first notification in 60 s") end when the test says, never on their
+    own under load, while timestamps stay close enough to real time for the signature checks."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.offset += timedelta(seconds=seconds)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.offset = timedelta(0)
+
+
 @dataclass
 class Sandbox:
     store: SandboxStore
@@ -79,6 +102,7 @@ class Sandbox:
     base_url: str
     notifier: SandboxNotifier
     receiver: Receiver
+    clock: SteppingClock
 
     def pump(self, until: Callable[[], bool], deadline_s: float = PUMP_DEADLINE_S) -> bool:
         """Drive the notifier until `until()` holds (or the deadline passes)."""
@@ -117,14 +141,15 @@ def sandbox(sandbox_database_url: str) -> Iterator[Sandbox]:
     receiver.url = receiver_server.url
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    app = create_sandbox_app(store, public_base_url=base_url, bank_timeout_delay_s=BANK_TIMEOUT_DELAY_S)
+    clock = SteppingClock()
+    app = create_sandbox_app(store, public_base_url=base_url, clock=clock, bank_timeout_delay_s=BANK_TIMEOUT_DELAY_S)
     server = ThreadedServer(app, port)
     http = httpx.Client(timeout=5.0)
-    notifier = SandboxNotifier(store, http, retry_s=TEST_RETRY_S)
+    notifier = SandboxNotifier(store, http, clock, retry_s=TEST_RETRY_S)
     receiver_server.start()
     server.start()
     try:
-        yield Sandbox(store, app.state.sandbox, base_url, notifier, receiver)
+        yield Sandbox(store, app.state.sandbox, base_url, notifier, receiver, clock)
     finally:
         server.stop()
         receiver_server.stop()
@@ -137,7 +162,9 @@ def sandbox(sandbox_database_url: str) -> Iterator[Sandbox]:
 @pytest.fixture(autouse=True)
 def _no_faults(request) -> Iterator[None]:
     if "sandbox" in request.fixturenames:
-        request.getfixturevalue("sandbox").service.clear_faults()
+        sandbox = request.getfixturevalue("sandbox")
+        sandbox.service.clear_faults()
+        sandbox.clock.reset()
     yield
 
 

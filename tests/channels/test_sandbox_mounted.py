@@ -11,6 +11,7 @@ from piaohao.channels.sandbox import SandboxChannel, SandboxStore, create_sandbo
 from piaohao.channels.spi import Outcome
 from tests.support.servers import free_port, serving
 
+from .conftest import CLIENT_TIMEOUT_S
 from .helpers import create_payment
 
 
@@ -22,7 +23,7 @@ def test_mounted_at_a_prefix_signatures_and_page_urls_still_work(platform_keys):
     parent.mount("/sandbox", create_sandbox_app(store, public_base_url=base))
     mch_id, channel_pem = onboard(store, platform_keys[1])
     with serving(parent, port):
-        channel = SandboxChannel(base, mch_id, platform_keys[0], channel_pem, timeout_s=2)
+        channel = SandboxChannel(base, mch_id, platform_keys[0], channel_pem, timeout_s=CLIENT_TIMEOUT_S)
         payment_no, created = create_payment(channel, "http://127.0.0.1:9/notify", amount=300)
         assert created.outcome is Outcome.PENDING and created.redirect_url.startswith(base + "/pay/")
         assert httpx.post(created.redirect_url + "/succeed").status_code == 200

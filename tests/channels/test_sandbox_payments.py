@@ -9,13 +9,14 @@ from piaohao.channels.sandbox import SandboxChannel, onboard_remote, rsa
 from piaohao.channels.sandbox.wire import response_canonical
 from piaohao.channels.spi import Outcome
 
+from .conftest import CLIENT_TIMEOUT_S
 from .helpers import buyer, create_payment, key, paid_payment, signed_request
 
 
 def test_onboarding_over_http_then_a_signed_round_trip(sandbox, platform_keys):
     mch_id, channel_pem = onboard_remote(sandbox.base_url, platform_keys[1])
     assert channel_pem == sandbox.store.channel_keys().public_pem
-    channel = SandboxChannel(sandbox.base_url, mch_id, platform_keys[0], channel_pem, timeout_s=2)
+    channel = SandboxChannel(sandbox.base_url, mch_id, platform_keys[0], channel_pem, timeout_s=CLIENT_TIMEOUT_S)
     payment_no, created = create_payment(channel, sandbox.receiver.url + "/notify/x", amount=1234)
     assert created.outcome is Outcome.PENDING
     assert created.redirect_url.startswith(f"{sandbox.base_url}/pay/")
@@ -48,7 +49,7 @@ def test_a_request_with_a_bad_signature_is_refused(sandbox, merchant, platform_k
 
 def test_the_adapter_says_unknown_when_its_own_key_is_refused(sandbox, merchant):
     wrong_private, _ = rsa.generate_key_pair()
-    channel = SandboxChannel(sandbox.base_url, merchant[0], wrong_private, merchant[1], timeout_s=2)
+    channel = SandboxChannel(sandbox.base_url, merchant[0], wrong_private, merchant[1], timeout_s=CLIENT_TIMEOUT_S)
     assert channel.query_payment("whatever").outcome is Outcome.UNKNOWN
     _, created = create_payment(channel, sandbox.receiver.url + "/notify/x")
     assert created.outcome is Outcome.UNKNOWN and "401" in created.error
@@ -56,7 +57,8 @@ def test_the_adapter_says_unknown_when_its_own_key_is_refused(sandbox, merchant)
 
 def test_an_answer_whose_signature_does_not_verify_is_unknown(sandbox, merchant, platform_keys):
     _, stranger_public = rsa.generate_key_pair()
-    channel = SandboxChannel(sandbox.base_url, merchant[0], platform_keys[0], stranger_public, timeout_s=2)
+    channel = SandboxChannel(sandbox.base_url, merchant[0], platform_keys[0], stranger_public,
+                             timeout_s=CLIENT_TIMEOUT_S)
     _, created = create_payment(channel, sandbox.receiver.url + "/notify/x")
     assert created.outcome is Outcome.UNKNOWN and "signature" in created.error
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import func, insert, select
@@ -247,9 +248,10 @@ def test_settlement_run_cli_settles_as_of_the_given_time(running, monkeypatch):
     assert result.exit_code == 0, result.output
     assert '"orders": 0' in result.output  # the merchant's period is 1 day
     later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1, minutes=5)).isoformat()
+    monkeypatch.setenv("PIAOHAO_LOG_LEVEL", "INFO")  # settling logs at INFO: on stderr, never in the answer
     result = CliRunner().invoke(app, ["settlement", "run", "--as-of", later, "--json"])
     assert result.exit_code == 0, result.output
-    assert '"orders": 1' in result.output
+    assert json.loads(result.stdout)["orders"] == 1  # stdout is the JSON answer and nothing else
     assert m.call("GET", "/v1/balance").json()["balances"] == {"pending_settlement": 0, "settled": 900}
 
 

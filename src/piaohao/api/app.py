@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from piaohao import __version__
 from piaohao.api import business as business_api
-from piaohao.api import cashier, channels, errors, statements, trades
+from piaohao.api import cashier, channels, docs, errors, statements, trades
 from piaohao.api import members as members_api
 from piaohao.api import refunds as refunds_api
 from piaohao.api import settlement as settlement_api
@@ -23,8 +23,9 @@ base64(HMAC-SHA256(app_secret, METHOD + "\\n" + PATH_AND_QUERY + "\\n" + X-Times
 
 
 def create_app(p: Platform, *, extra_mounts: dict | None = None) -> FastAPI:
-    app = FastAPI(title="piaohao", version=__version__, description=DESCRIPTION, docs_url="/docs",
+    app = FastAPI(title="piaohao", version=__version__, description=DESCRIPTION, docs_url=None,
                   redoc_url=None)
+    docs.install(app)  # /docs, /redoc and / from local assets; the signing scheme in /openapi.json
     app.state.platform = p
     errors.install(app)
     for router in (trades.router, statements.router, cashier.router, channels.router):

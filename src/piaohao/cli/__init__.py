@@ -19,10 +19,11 @@ from piaohao.clearing.batches import statement_chunks
 from piaohao.clearing.fees import add_rule, load_rules
 from piaohao.clearing.payout_cycles import run_payout_cycles
 from piaohao.cli.channels import app as channels_app
-from piaohao.cli.common import _db, _fail, _platform, _print, _settings
+from piaohao.cli.common import _db, _fail, _platform, _print, _settings, root
 from piaohao.cli.drill import app as drill_app
 from piaohao.cli.ledger import app as ledger_app
 from piaohao.cli.recon import app as recon_app
+from piaohao.cli.serving import announce_when_ready
 from piaohao.db import migrate
 from piaohao.kernel.clock import SystemClock
 from piaohao.kernel.errors import PiaohaoError
@@ -46,6 +47,7 @@ apps_app = typer.Typer(help="Merchant apps and their secrets.", no_args_is_help=
 notifications_app = typer.Typer(help="Merchant notifications (the outbox).", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alerts: the manual-handling queue.", no_args_is_help=True)
 
+app.callback()(root)  # --version; logs to stderr only
 for sub, name in ((ledger_app, "ledger"), (db_app, "db"), (merchants_app, "merchants"), (apps_app, "apps"),
                   (notifications_app, "notifications"), (alerts_app, "alerts"),
                   (channels_app, "channels"), (recon_app, "recon"), (drill_app, "drill")):
@@ -182,6 +184,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
         settings = settings.with_(base_url=f"http://{public_host}:{port}")
     configure(settings.log_level)
     if processes > 1:
+        typer.echo(f"piaohao starting {processes} API processes on http://{host}:{port} ...", err=True)
         open_database(settings, migrate_now=True).dispose()
         os.environ["PIAOHAO_BASE_URL"] = settings.base_url
         os.environ["PIAOHAO_SERVE_WORKERS"] = "1" if workers else "0"
@@ -192,11 +195,15 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
     assembly.start_channel_simulators()
     if workers:
         assembly.start_workers()
+    server = uvicorn.Server(uvicorn.Config(assembly.app, host=host, port=port, log_level="warning",
+                                           access_log=False, timeout_graceful_shutdown=5))
+    announce_when_ready(server, settings, host, port, workers=[x.name for x in assembly.loops] if workers else [],
+                        channels=sorted(assembly.platform.channels))
     try:
-        uvicorn.run(assembly.app, host=host, port=port, log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=5)
+        server.run()
     finally:
         assembly.close()
+        typer.echo("piaohao stopped", err=True)
 
 
 @app.command("worker")

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 import typer
 
 from piaohao.bootstrap import open_database
+from piaohao.cli.common import _print
 from piaohao.kernel.errors import LedgerError
 from piaohao.kernel.settings import Settings, SettingsError
 from piaohao.ledger.check import check
-from piaohao.ledger.reading import statement
+from piaohao.ledger.reading import list_accounts, statement
 
 app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True, add_completion=False)
 
@@ -54,6 +55,22 @@ def check_cmd(as_json: bool = typer.Option(False, "--json", help="Print the viol
         typer.echo("ledger ok")
     if violations:
         raise typer.Exit(1)
+
+
+@app.command("accounts")
+def accounts_cmd(
+    owner: str | None = typer.Option(None, "--owner", help="Only this owner's accounts (a merchant, member, ...)."),
+    owner_type: str | None = typer.Option(None, "--owner-type", help="Only owners of this type (merchant, ...)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """The accounts with their balances: the ACCOUNT_ID that `ledger statement` needs."""
+    db = _db()
+    try:
+        with db.read() as conn:
+            rows = list_accounts(conn, owner_id=owner, owner_type=owner_type)
+    finally:
+        db.dispose()
+    _print(rows, as_json)
 
 
 @app.command("statement")

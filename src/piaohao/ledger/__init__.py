@@ -43,6 +43,7 @@ from piaohao.ledger.reading import (
     balance,
     entry_movements,
     get_entry,
+    list_accounts,
     movements_by_keys,
     operation_movements,
     owner_figures,
@@ -54,5 +55,5 @@ __all__ = [
     "EntryKey", "EntryKeyConflict", "Hold", "HoldNotFound", "HoldNotPending", "InsufficientFunds", "InvalidLeg",
     "LedgerError", "Leg", "NewEntry", "NormalSide", "Statement", "StatementLine", "UnbalancedEntry", "Violation",
     "balance", "check", "credit", "debit", "entry_movements", "find_account", "get_account", "get_entry",
-    "get_hold", "movements_by_keys", "operation_movements", "owner_figures", "statement",
+    "get_hold", "list_accounts", "movements_by_keys", "operation_movements", "owner_figures", "statement",
 ]

@@ -142,3 +142,24 @@ def operation_movements(conn: Connection, source_type: str, operation: str,
             if amount:
                 out.setdefault(source_id, {})[account_id] = int(amount)
     return out
+
+
+ACCOUNTS_LISTED_MAX = 1000
+
+
+def list_accounts(conn: Connection, *, owner_id: str | None = None, owner_type: str | None = None,
+                  limit: int = ACCOUNTS_LISTED_MAX) -> list[dict]:
+    """Accounts with their balances (shards summed), oldest first, at most `limit` (capped at
+    ACCOUNTS_LISTED_MAX): what an operator needs to find the ACCOUNT_ID of a statement."""
+    a = ledger_accounts.c
+    q = (select(a.account_id, a.owner_type, a.owner_id, a.purpose, a.currency, a.normal_side,
+                func.coalesce(func.sum(_b.posted), 0), func.coalesce(func.sum(_b.available), 0))
+         .select_from(ledger_accounts.outerjoin(ledger_balances, _b.account_id == a.account_id))
+         .group_by(a.account_id, a.owner_type, a.owner_id, a.purpose, a.currency, a.normal_side, a.created_at)
+         .order_by(a.created_at, a.account_id).limit(max(1, min(limit, ACCOUNTS_LISTED_MAX))))
+    if owner_id is not None:
+        q = q.where(a.owner_id == owner_id)
+    if owner_type is not None:
+        q = q.where(a.owner_type == owner_type)
+    return [{"account_id": r[0], "owner_type": r[1], "owner_id": r[2], "purpose": r[3], "currency": r[4],
+             "normal_side": r[5], "posted": int(r[6]), "available": int(r[7])} for r in conn.execute(q)]

@@ -17,7 +17,7 @@ from prometheus_client import Counter
 from sqlalchemy import Connection, func, insert, select, update
 
 from piaohao import clearing as settlement_clearing
-from piaohao.alerts import raise_alert
+from piaohao.alerts import CRITICAL, raise_alert
 from piaohao.books import collect
 from piaohao.channels.spi import CreatePayment, NextAction, NextActionType, Outcome, PaymentResult
 from piaohao.db.schema import payments, trade_components, trades
@@ -183,17 +183,22 @@ def _apply(conn: Connection, p: Platform, payment_no: str, result: PaymentResult
 
 
 def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, source: str, now: datetime) -> str:
-    if pay["status"] == pay_states.SUCCEEDED:
-        return "duplicate"
+    # The amount and currency are compared on every answer, whatever the record's state: a duplicate
+    # that states another amount is no duplicate, and a human must look at it.
     if result.amount != pay["amount"] or (result.currency or pay["currency"]) != pay["currency"]:
-        raise_alert(conn, now=now, kind="amount_mismatch", subject_type="payment", subject_id=pay["payment_no"],
+        final = pay["status"] not in pay_states.OPEN_STATES
+        raise_alert(conn, now=now, kind="amount_mismatch", severity=CRITICAL, subject_type="payment",
+                    subject_id=pay["payment_no"],
                     message=(f"channel says {result.amount} {result.currency} was paid, our record says "
-                             f"{pay['amount']} {pay['currency']}; nothing changed, querying the channel"),
-                    details={"source": source, "channel_txn_no": result.channel_txn_no})
-        if source != "query":  # the channel's own record is the truth we compare against: go and ask it
+                             f"{pay['amount']} {pay['currency']} (payment {pay['status']}); nothing changed"
+                             + ("" if final else ", querying the channel")),
+                    details={"source": source, "channel_txn_no": result.channel_txn_no, "status": pay["status"]})
+        if source != "query" and not final:  # the channel's own record is the truth: go and ask it
             conn.execute(update(payments).where(payments.c.payment_no == pay["payment_no"]).values(
                 next_query_at=now, updated_at=now))
         return "mismatch"
+    if pay["status"] == pay_states.SUCCEEDED:
+        return "duplicate"
     paid_at = result.paid_at or now
     conn.execute(update(payments).where(payments.c.payment_no == pay["payment_no"],
                                         payments.c.status == pay["status"]).values(

@@ -32,7 +32,7 @@ from piaohao.kernel.invariants import require
 from piaohao.kernel.money import is_valid_amount
 from piaohao.platform import Platform
 from piaohao.services import trade_store
-from piaohao.services.views import load_orders, trade_view
+from piaohao.services.views import load_components, load_orders, trade_view
 
 log = structlog.get_logger(__name__)
 
@@ -144,6 +144,8 @@ def _replay(p: Platform, existing, fingerprint: str) -> dict:
         raise IdempotencyConflict(
             f"out_trade_no {existing['out_trade_no']} was already used with a different request")
     with p.db.read() as conn:
-        return trade_view(p, existing, orders=load_orders(conn, p, existing["trade_no"]))
+        # The same trade as GET shows it: a paid trade's replay lists how it was paid.
+        return trade_view(p, existing, load_components(conn, existing["trade_no"]),
+                          load_orders(conn, p, existing["trade_no"]))
 
 
