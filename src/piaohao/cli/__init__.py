@@ -12,7 +12,6 @@ from datetime import datetime
 import typer
 import uvicorn
 
-from piaohao.alerts import list_alerts
 from piaohao.bootstrap import assemble, open_database
 from piaohao.channels.registry import KINDS
 from piaohao.clearing.batches import statement_csv
@@ -21,11 +20,12 @@ from piaohao.clearing.payout_cycles import run_payout_cycles
 from piaohao.cli.channels import app as channels_app
 from piaohao.cli.common import _db, _fail, _platform, _print, _settings
 from piaohao.cli.ledger import app as ledger_app
+from piaohao.cli.ops import APPS as OPS_APPS
 from piaohao.db import migrate
 from piaohao.kernel.clock import SystemClock
 from piaohao.kernel.errors import PiaohaoError
 from piaohao.kernel.logs import configure
-from piaohao.services import notifications
+from piaohao.services import notifications, operations
 from piaohao.services.merchants import (
     create_app,
     create_merchant,
@@ -42,11 +42,10 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 merchants_app = typer.Typer(help="Merchants.", no_args_is_help=True)
 apps_app = typer.Typer(help="Merchant apps and their secrets.", no_args_is_help=True)
 notifications_app = typer.Typer(help="Merchant notifications (the outbox).", no_args_is_help=True)
-alerts_app = typer.Typer(help="Alerts: the manual-handling queue.", no_args_is_help=True)
 
 for sub, name in ((ledger_app, "ledger"), (db_app, "db"), (merchants_app, "merchants"), (apps_app, "apps"),
-                  (notifications_app, "notifications"), (alerts_app, "alerts"),
-                  (channels_app, "channels")):
+                  (notifications_app, "notifications"), (channels_app, "channels"),
+                  *((sub, name) for name, sub in OPS_APPS.items())):
     app.add_typer(sub, name=name)
 for _kind in KINDS.values():  # a channel kind's own commands (`piaohao sandbox serve`)
     if _kind.cli is not None:
@@ -151,17 +150,10 @@ def notifications_list(parked: bool = typer.Option(False, "--parked", help="only
 def notifications_resend(event_id: str, as_json: bool = typer.Option(False, "--json")):
     """Deliver an event again, with the same id, on the retry schedule from the start."""
     try:
-        row = notifications.resend(_db(), event_id, SystemClock().now())
+        row = operations.resend_notification(_platform(), event_id)
     except PiaohaoError as e:
         _fail(e)
     _print(row, as_json)
-
-
-# --- alerts ---------------------------------------------------------------------------------------
-@alerts_app.command("list")
-def alerts_list(all_: bool = typer.Option(False, "--all", help="resolved ones too"),
-                kind: str | None = typer.Option(None, "--kind"), as_json: bool = typer.Option(False, "--json")):
-    _print(list_alerts(_db(), status=None if all_ else "open", kind=kind), as_json)
 
 
 # --- serve ----------------------------------------------------------------------------------------
