@@ -61,7 +61,8 @@ class ComponentIn(Strict):
 
 class PayBody(Strict):
     method: Annotated[StrictStr, Field(min_length=1, max_length=32)] | None = None
-    components: Annotated[list[ComponentIn], Field(min_length=1, max_length=4)] | None = None
+    # 1-4 components; other counts are INVALID_COMPONENTS (checked by the route), not INVALID_REQUEST.
+    components: Annotated[list[ComponentIn], Field(max_length=64)] | None = None
     payment_password: Annotated[StrictStr, Field(max_length=64)] | None = None
     openid: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None  # wechatpay.jsapi
 
