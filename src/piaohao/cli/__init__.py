@@ -210,6 +210,7 @@ def worker():
 
 
 def main() -> None:
+    configure(os.environ.get("PIAOHAO_LOG_LEVEL", "INFO").upper())  # logs to stderr: --json output stays JSON
     try:
         app()
     except PiaohaoError as e:  # pragma: no cover - commands catch their own
