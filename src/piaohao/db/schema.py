@@ -76,6 +76,9 @@ trades = Table(
     Column("cashier_token", String(40), nullable=False, unique=True),
     Column("paid_payment_no", String(40), nullable=True),
     Column("close_reason", String(32), nullable=True),
+    # Wrong payment passwords given on this trade's cashier: whoever holds a pay_url may try only a
+    # few, fewer than lock the member's password (services/funding.py).
+    Column("password_failures", Integer, nullable=False, server_default="0"),
     timestamp_column("expires_at", False),
     timestamp_column("paid_at"),
     timestamp_column("closed_at"),

@@ -1,4 +1,5 @@
-"""operations: alerts deduplicated and rate-limited per source, resolvable; the audit log
+"""operations: alerts deduplicated and rate-limited per source, resolvable; the audit log; wrong
+payment passwords counted per trade
 
 Revision ID: 0010a
 Revises: 0009
@@ -15,6 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('trades', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('password_failures', sa.Integer(), server_default='0', nullable=False))
     with op.batch_alter_table('alerts', schema=None) as batch_op:
         batch_op.add_column(sa.Column('source', sa.String(length=128), nullable=True))
         batch_op.add_column(sa.Column('dedupe_key', sa.String(length=200), nullable=True))
@@ -48,3 +51,5 @@ def downgrade() -> None:
         batch_op.drop_index('ix_alerts_dedupe_key_status')
         for name in ('resolution_note', 'resolved_by', 'last_seen_at', 'occurrences', 'dedupe_key', 'source'):
             batch_op.drop_column(name)
+    with op.batch_alter_table('trades', schema=None) as batch_op:
+        batch_op.drop_column('password_failures')
