@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from piaohao.db.schema import alerts, outbox_events, payments
+from piaohao.kernel.clock import FakeClock
 from piaohao.kernel.signing import sign
 from tests.api.test_gateway import trade_body
 from tests.support.merchant import Receiver, wait_until
@@ -220,12 +221,16 @@ def test_create_payment_timeout_is_settled_by_the_active_query(make_platform, re
     assert count(running, payments, payments.c.trade_no == trade["trade_no"]) == 1
 
 
-def test_expired_trade_is_closed_by_the_worker_and_notified(running, receiver):
+def test_expired_trade_is_closed_by_the_worker_and_notified(make_platform, receiver):
+    # An injected clock: the trade expires when the test says, not when a loaded machine gets there.
+    clock = FakeClock(dt.datetime.now(dt.UTC))
+    running = make_platform(clock=clock)
     m = running.merchant()
-    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)).isoformat()
-    trade = create(m, receiver, expires_at=soon)
+    trade = create(m, receiver, expires_at=(clock.now() + dt.timedelta(seconds=60)).isoformat())
     redirect = start(trade)
-    assert wait_status(m, trade, "closed", timeout_s=15)
+    assert status_of(m, trade) == "pending"
+    clock.advance(61)  # still within the signature's 300 s window of the real time the client signs with
+    assert wait_status(m, trade, "closed", timeout_s=60)
     closed = m.call("GET", f"/v1/trades/{trade['trade_no']}").json()
     assert closed["close_reason"] == "expired"
     assert httpx.post(redirect + "/succeed").status_code == 409  # closed at the channel too
@@ -306,12 +311,14 @@ def test_lost_notifications_and_failing_queries_are_retried_until_the_truth_is_k
 
 
 def test_query_that_times_out_is_unknown_not_failed(make_platform, receiver):
-    running = make_platform(channel_timeout_s=1.5)
+    # The channel's answers take twice the timeout: clearly over it however loaded the machine is,
+    # and a timeout generous enough that the answers after the faults are not timed out as well.
+    running = make_platform(channel_timeout_s=4.0)
     m = running.merchant()
     trade = create(m, receiver)
-    running.assembly.sandbox_service.set_fault("query", "timeout", delay_s=3.0, count=2)
+    running.assembly.sandbox_service.set_fault("query", "timeout", delay_s=8.0, count=2)
     succeed(start(trade), "never")
-    assert wait_status(m, trade, "succeeded", timeout_s=30)
+    assert wait_status(m, trade, "succeeded", timeout_s=90)
     assert count(running, payments, payments.c.trade_no == trade["trade_no"], payments.c.status == "failed") == 0
 
 
