@@ -176,7 +176,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
         os.environ["PIAOHAO_BASE_URL"] = settings.base_url
         os.environ["PIAOHAO_SERVE_WORKERS"] = "1" if workers else "0"
         uvicorn.run("piaohao.asgi:create", factory=True, host=host, port=port, workers=processes,
-                    log_level="warning", access_log=False, log_config=None, timeout_graceful_shutdown=5)
+                    log_level="warning", access_log=False, timeout_graceful_shutdown=5)
         return
     assembly = assemble(settings, migrate_now=True)
     assembly.start_channel_simulators()
