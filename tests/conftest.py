@@ -107,7 +107,7 @@ def fast_settings(database_url: str, port: int, tmp_path, *, sandbox_url: str = 
         channel_env["PIAOHAO_SANDBOX_URL"] = sandbox_url
     values = dict(
         database_url=database_url, base_url=f"http://127.0.0.1:{port}", channel_env=channel_env,
-        secret_key=TEST_SECRET_KEY,
+        secret_key=TEST_SECRET_KEY, outbound_private="allow",  # tests post to their receivers on 127.0.0.1
         notify_retry_s=(0.2, 0.2, 0.2), notify_timeout_s=2.0, active_query_after_s=0.5,
         active_query_interval_max_s=1.0, channel_timeout_s=CHANNEL_TIMEOUT_S, worker_poll_s=0.05, rate_limit_per_s=0)
     values.update(overrides)

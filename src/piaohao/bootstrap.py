@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import httpx
-
 from piaohao.api.app import create_app
 from piaohao.api.gateway import purge_nonces
 from piaohao.channels.registry import KINDS
@@ -86,7 +84,7 @@ def assemble(settings: Settings, *, clock: Clock | None = None, migrate_now: boo
     for kind in KINDS.values():
         if kind.provision is not None:
             _provision(p, kind, mounts, simulator_loops, closers, extras)
-    dispatcher = OutboxDispatcher(db, settings, clock, http=httpx.Client())
+    dispatcher = OutboxDispatcher(db, settings, clock)  # its own guarded outbound client
     closers.append(dispatcher.close)
     expiry = ExpiryWorker(p)
     poll = settings.worker_poll_s

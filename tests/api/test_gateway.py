@@ -132,11 +132,13 @@ def test_rate_limit_answers_429_with_retry_after(make_platform):
     assert int(limited[0].headers["retry-after"]) >= 1
 
 
-def test_health_metrics_and_openapi_need_no_signature(running):
+def test_health_metrics_and_openapi_need_no_signature(make_platform):
     import httpx
 
+    running = make_platform(workers=False, metrics_token="metrics-token-for-tests")
     assert httpx.get(running.url + "/healthz").status_code == 200
-    assert "piaohao_http_requests_total" in httpx.get(running.url + "/metrics").text
+    metrics = httpx.get(running.url + "/metrics", headers={"Authorization": "Bearer metrics-token-for-tests"})
+    assert "piaohao_http_requests_total" in metrics.text  # the token, not the request signature
     spec = httpx.get(running.url + "/openapi.json").json()
     assert "/v1/trades" in spec["paths"]
 

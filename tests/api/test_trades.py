@@ -72,11 +72,16 @@ def test_bad_amounts_are_invalid_request_and_write_nothing(running, amount):
 
 @pytest.mark.parametrize("field,value", [
     ("out_trade_no", ""), ("out_trade_no", "has space"), ("out_trade_no", "x" * 65), ("currency", "XXX"),
-    ("subject", ""), ("notify_url", "ftp://x"), ("unknown_field", 1), ("expires_at", "2026-11-23T10:00:00"),
+    ("subject", ""), ("notify_url", 7), ("unknown_field", 1), ("expires_at", "2026-11-23T10:00:00"),
 ])
 def test_malformed_fields_are_invalid_request(running, field, value):
     r = running.merchant().call("POST", "/v1/trades", trade_body(**{field: value}))
     assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST", r.text
+
+
+def test_a_notify_url_of_another_scheme_is_invalid_url(running):
+    r = running.merchant().call("POST", "/v1/trades", trade_body(notify_url="ftp://x"))
+    assert r.status_code == 400 and r.json()["code"] == "INVALID_URL", r.text  # API.md "Security settings"
 
 
 def test_malformed_json_is_invalid_request(running):

@@ -20,7 +20,7 @@ def test_two_api_processes_take_payments_end_to_end(database_url, tmp_path):
     env = dict(os.environ, PIAOHAO_DATABASE_URL=database_url, PIAOHAO_RATE_LIMIT_PER_S="0",
                PIAOHAO_SANDBOX_DATABASE_URL=f"sqlite:///{tmp_path}/sandbox.db", PIAOHAO_NOTIFY_RETRY_S="0.2,0.2",
                PIAOHAO_WORKER_POLL_S="0.05", PIAOHAO_LOG_LEVEL="WARNING", PIAOHAO_SANDBOX="on",
-               PIAOHAO_SECRET_KEY="serve-processes-test-secret-key-0123456789")
+               PIAOHAO_SECRET_KEY="serve-processes-test-secret-key-0123456789", PIAOHAO_OUTBOUND_PRIVATE="allow")
     env.pop("PIAOHAO_BASE_URL", None)
     subprocess.run([exe, "db", "upgrade"], env=env, cwd=tmp_path, check=True, capture_output=True)
     creds = json.loads(subprocess.run([exe, "merchants", "create", "--name", "Multi", "--json"], env=env,

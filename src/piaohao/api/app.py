@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import hmac
+
+from fastapi import FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
@@ -14,6 +16,7 @@ from piaohao.api import members as members_api
 from piaohao.api import refunds as refunds_api
 from piaohao.api import settlement as settlement_api
 from piaohao.api.gateway import GatewayMiddleware
+from piaohao.api.limits import LimitsMiddleware
 from piaohao.platform import Platform
 
 DESCRIPTION = """The piaohao merchant API. Every `/v1` call is signed: headers `X-App-Id`, `X-Timestamp`
@@ -47,10 +50,18 @@ def create_app(p: Platform, *, extra_mounts: dict | None = None) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics():
+    def metrics(request: Request):
+        # Not public: served only with PIAOHAO_METRICS_TOKEN, to "Authorization: Bearer <token>".
+        token = p.settings.metrics_token
+        given = request.headers.get("authorization", "")
+        if not token or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return JSONResponse({"code": "NOT_FOUND", "message": "not found",
+                                 "request_id": request.scope.get("state", {}).get("request_id", "")},
+                                status_code=404)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for path, sub in (extra_mounts or {}).items():
         app.mount(path, sub)
+    app.add_middleware(LimitsMiddleware)  # inside the gateway: its refusals carry X-Request-Id and are logged
     app.add_middleware(GatewayMiddleware, platform=p)
     return app

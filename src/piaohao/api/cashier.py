@@ -14,6 +14,7 @@ from piaohao.platform import Platform
 from piaohao.services import cashier
 
 router = APIRouter(prefix="/cashier", tags=["cashier"])
+COMPONENTS_MAX = 4
 
 
 @router.get("/{token}")
@@ -38,5 +39,7 @@ def pay(token: str, body: PayBody, request: Request, p: Platform = Depends(platf
     components = [(c.method, c.amount) for c in body.components] if body.components is not None else None
     if (body.method is None) == (components is None):
         raise InvalidComponents("give either method or components")
+    if components is not None and not 1 <= len(components) <= COMPONENTS_MAX:
+        raise InvalidComponents(f"components must list 1-{COMPONENTS_MAX} methods")
     return cashier.pay(p, token, method=body.method, components=components, payment_password=body.payment_password,
                        openid=body.openid, client_ip=request.client.host if request.client else None)

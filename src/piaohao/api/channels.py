@@ -18,5 +18,6 @@ async def channel_notify(channel: str, request: Request, p: Platform = Depends(p
 
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
-    ack = await anyio.to_thread.run_sync(handle_channel_notification, p, channel, headers, body)
+    client = request.client.host if request.client else None
+    ack = await anyio.to_thread.run_sync(lambda: handle_channel_notification(p, channel, headers, body, client=client))
     return Response(ack.body, status_code=ack.status_code, media_type=ack.media_type)

@@ -71,7 +71,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
-        return error_response(exc.status_code, code, str(exc.detail), request_id_of(request))
+        # Starlette's headers (e.g. `Allow` on a 405) go out with the error.
+        return error_response(exc.status_code, code, str(exc.detail), request_id_of(request),
+                              dict(exc.headers) if exc.headers else None)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

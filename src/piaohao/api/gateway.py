@@ -38,6 +38,7 @@ from piaohao.services.merchants import AppAuth, load_app_auth
 
 log = structlog.get_logger("piaohao.http")
 TIMESTAMP_WINDOW_S = 300
+TIMESTAMP_CHARS_MAX = 12
 NONCE_TTL_S = 600
 NONCE_RE = re.compile(r"^[\x21-\x7e]{16,64}$")
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{8,64}$")
@@ -85,8 +86,8 @@ class Authenticator:
         ts = headers.get("x-timestamp", "")
         nonce = headers.get("x-nonce", "")
         signature = headers.get("x-signature", "")
-        if not ts.isdigit():
-            raise InvalidSignature("X-Timestamp must be Unix seconds")
+        if not (ts.isascii() and ts.isdigit() and len(ts) <= TIMESTAMP_CHARS_MAX):
+            raise InvalidSignature("X-Timestamp must be Unix seconds (ASCII digits)")
         if abs(int(ts) - now.timestamp()) > TIMESTAMP_WINDOW_S:
             raise TimestampExpired(f"X-Timestamp is more than {TIMESTAMP_WINDOW_S} s from server time")
         if not NONCE_RE.match(nonce):

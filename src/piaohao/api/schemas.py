@@ -10,7 +10,8 @@ from piaohao.kernel.money import AMOUNT_MAX, CURRENCY_EXPONENT
 
 MerchantKey = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Amount = Annotated[StrictInt, Field(ge=0, le=AMOUNT_MAX)]
-Url = Annotated[StrictStr, Field(max_length=1024, pattern=r"^https?://[^\s]+$")]
+# Checked by the service (kernel/outbound.check_url: 400 INVALID_URL), which knows PIAOHAO_OUTBOUND_PRIVATE.
+Url = Annotated[StrictStr, Field(min_length=1, max_length=1024)]
 
 
 class Strict(BaseModel):
@@ -60,7 +61,8 @@ class ComponentIn(Strict):
 
 class PayBody(Strict):
     method: Annotated[StrictStr, Field(min_length=1, max_length=32)] | None = None
-    components: Annotated[list[ComponentIn], Field(min_length=1, max_length=4)] | None = None
+    # 1-4 components; other counts are INVALID_COMPONENTS (checked by the route), not INVALID_REQUEST.
+    components: Annotated[list[ComponentIn], Field(max_length=64)] | None = None
     payment_password: Annotated[StrictStr, Field(max_length=64)] | None = None
     openid: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None  # wechatpay.jsapi
 

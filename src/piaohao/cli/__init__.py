@@ -12,7 +12,6 @@ from datetime import datetime
 import typer
 import uvicorn
 
-from piaohao.alerts import list_alerts
 from piaohao.bootstrap import assemble, open_database
 from piaohao.channels.registry import KINDS
 from piaohao.clearing.batches import statement_chunks
@@ -22,13 +21,14 @@ from piaohao.cli.channels import app as channels_app
 from piaohao.cli.common import _db, _fail, _platform, _print, _settings, root
 from piaohao.cli.drill import app as drill_app
 from piaohao.cli.ledger import app as ledger_app
+from piaohao.cli.ops import APPS as OPS_APPS
 from piaohao.cli.recon import app as recon_app
 from piaohao.cli.serving import announce_when_ready
 from piaohao.db import migrate
 from piaohao.kernel.clock import SystemClock
 from piaohao.kernel.errors import PiaohaoError
 from piaohao.kernel.logs import configure
-from piaohao.services import notifications
+from piaohao.services import notifications, operations
 from piaohao.services.merchants import (
     create_app,
     create_merchant,
@@ -45,12 +45,11 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 merchants_app = typer.Typer(help="Merchants.", no_args_is_help=True)
 apps_app = typer.Typer(help="Merchant apps and their secrets.", no_args_is_help=True)
 notifications_app = typer.Typer(help="Merchant notifications (the outbox).", no_args_is_help=True)
-alerts_app = typer.Typer(help="Alerts: the manual-handling queue.", no_args_is_help=True)
 
 app.callback()(root)  # --version; logs to stderr only
 for sub, name in ((ledger_app, "ledger"), (db_app, "db"), (merchants_app, "merchants"), (apps_app, "apps"),
-                  (notifications_app, "notifications"), (alerts_app, "alerts"),
-                  (channels_app, "channels"), (recon_app, "recon"), (drill_app, "drill")):
+                  (notifications_app, "notifications"), (channels_app, "channels"), (recon_app, "recon"),
+                  (drill_app, "drill"), *((sub, name) for name, sub in OPS_APPS.items())):
     app.add_typer(sub, name=name)
 for _kind in KINDS.values():  # a channel kind's own commands (`piaohao sandbox serve`)
     if _kind.cli is not None:
@@ -155,17 +154,10 @@ def notifications_list(parked: bool = typer.Option(False, "--parked", help="only
 def notifications_resend(event_id: str, as_json: bool = typer.Option(False, "--json")):
     """Deliver an event again, with the same id, on the retry schedule from the start."""
     try:
-        row = notifications.resend(_db(), event_id, SystemClock().now())
+        row = operations.resend_notification(_platform(), event_id)
     except PiaohaoError as e:
         _fail(e)
     _print(row, as_json)
-
-
-# --- alerts ---------------------------------------------------------------------------------------
-@alerts_app.command("list")
-def alerts_list(all_: bool = typer.Option(False, "--all", help="resolved ones too"),
-                kind: str | None = typer.Option(None, "--kind"), as_json: bool = typer.Option(False, "--json")):
-    _print(list_alerts(_db(), status=None if all_ else "open", kind=kind), as_json)
 
 
 # --- serve ----------------------------------------------------------------------------------------
@@ -196,7 +188,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
     if workers:
         assembly.start_workers()
     server = uvicorn.Server(uvicorn.Config(assembly.app, host=host, port=port, log_level="warning",
-                                           access_log=False, timeout_graceful_shutdown=5))
+                                           access_log=False, log_config=None, timeout_graceful_shutdown=5))
     announce_when_ready(server, settings, host, port, workers=[x.name for x in assembly.loops] if workers else [],
                         channels=sorted(assembly.platform.channels))
     try:
@@ -227,6 +219,7 @@ def worker():
 
 
 def main() -> None:
+    configure(os.environ.get("PIAOHAO_LOG_LEVEL", "INFO").upper())  # logs to stderr: --json output stays JSON
     try:
         app()
     except PiaohaoError as e:  # pragma: no cover - commands catch their own

@@ -57,15 +57,16 @@ class Database:
             # No pre-ping: it costs a round trip per checkout. Stale connections are recycled instead,
             # and a unit of work that meets a dropped connection fails cleanly (nothing committed).
             return create_engine(self.url, pool_size=pool_size, max_overflow=pool_size * 2,
-                                 pool_recycle=1800, echo=echo)
+                                 pool_recycle=1800, echo=echo, hide_parameters=True)
         memory = self.url in ("sqlite://", "sqlite:///:memory:")
         connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         if memory:
             # One shared connection, or every checkout would see its own empty database.
-            engine = create_engine(self.url, echo=echo, connect_args=connect_args, poolclass=StaticPool)
+            engine = create_engine(self.url, echo=echo, connect_args=connect_args, poolclass=StaticPool,
+                                   hide_parameters=True)
         else:
             engine = create_engine(self.url, echo=echo, connect_args=connect_args,
-                                   pool_size=pool_size, max_overflow=pool_size * 2)
+                                   pool_size=pool_size, max_overflow=pool_size * 2, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):

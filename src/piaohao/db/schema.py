@@ -76,6 +76,9 @@ trades = Table(
     Column("cashier_token", String(40), nullable=False, unique=True),
     Column("paid_payment_no", String(40), nullable=True),
     Column("close_reason", String(32), nullable=True),
+    # Wrong payment passwords given on this trade's cashier: whoever holds a pay_url may try only a
+    # few, fewer than lock the member's password (services/funding.py).
+    Column("password_failures", Integer, nullable=False, server_default="0"),
     timestamp_column("expires_at", False),
     timestamp_column("paid_at"),
     timestamp_column("closed_at"),
@@ -160,7 +163,32 @@ alerts = Table(
     Column("status", String(16), nullable=False, server_default="open"),
     timestamp_column("created_at", False),
     timestamp_column("resolved_at"),
+    # Who raised it (an app, a channel and the caller's address, ...): alerts are rate-limited per
+    # source, so a flood from one source cannot bury the others (alerts.py).
+    Column("source", String(128), nullable=True),
+    # The same fact again (kind, subject, source) while the alert is open only counts it.
+    Column("dedupe_key", String(200), nullable=True),
+    Column("occurrences", Integer, nullable=False, server_default="1"),
+    timestamp_column("last_seen_at"),
+    Column("resolved_by", String(64), nullable=True),
+    Column("resolution_note", String(1024), nullable=True),
     Index("ix_alerts_status_created_at", "status", "created_at"),
+    Index("ix_alerts_dedupe_key_status", "dedupe_key", "status"),
+    Index("ix_alerts_source_created_at", "source", "created_at"),
+)
+
+# Every operator action (alerts resolve, refunds/payouts retry, payments resolve, keys rotate, ...).
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    timestamp_column("at", False),
+    Column("operator", String(64), nullable=False),
+    Column("action", String(48), nullable=False),
+    Column("object_type", String(32), nullable=False),
+    Column("object_id", String(64), nullable=False),
+    Column("note", String(1024), nullable=True),
+    Column("details", Text, nullable=True),
+    Index("ix_audit_log_at", "at"),
 )
 
 channel_notifications = Table(

@@ -94,6 +94,12 @@ class TradeExpired(InvalidInput):
     code = "TRADE_EXPIRED"
 
 
+class InvalidUrl(InvalidInput):
+    """A URL the platform would call later is not allowed (scheme, form, or a non-public address)."""
+
+    code = "INVALID_URL"
+
+
 class MethodNotAvailable(InvalidInput):
     code = "METHOD_NOT_AVAILABLE"
 
@@ -181,6 +187,14 @@ class SettlementBatchNotFound(NotFound):
     code = "SETTLEMENT_BATCH_NOT_FOUND"
 
 
+class AlertNotFound(NotFound):
+    code = "ALERT_NOT_FOUND"
+
+
+class PaymentNotFound(NotFound):
+    code = "PAYMENT_NOT_FOUND"
+
+
 class ChannelAccountNotFound(NotFound):
     code = "CHANNEL_ACCOUNT_NOT_FOUND"
 
@@ -190,6 +204,13 @@ class IdempotencyConflict(Conflict):
     """A merchant's idempotency key was used before with other parameters (API.md: 422)."""
 
     code = "IDEMPOTENCY_CONFLICT"
+
+
+class OperationNotAllowed(Conflict):
+    """An operator action that the object's state refuses (resolving a final payment, retrying a
+    refund that is not parked, ...)."""
+
+    code = "OPERATION_NOT_ALLOWED"
 
 
 class TradeNotClosable(Conflict):

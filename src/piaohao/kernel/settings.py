@@ -55,6 +55,8 @@ class Settings:
     # PIAOHAO_* variable, passed through; the channel packages document their own.
     channel_env: dict = field(default_factory=dict)
     secret_key: str = ""  # PIAOHAO_SECRET_KEY; see `sealer()`
+    outbound_private: str = ""  # PIAOHAO_OUTBOUND_PRIVATE: "allow" | "deny"; empty: allow on the embedded default
+    metrics_token: str = ""  # PIAOHAO_METRICS_TOKEN: /metrics needs "Authorization: Bearer <it>"; empty: not served
     worker_poll_s: float = 0.2
     workers_in_process: bool = True
     log_level: str = "INFO"
@@ -70,6 +72,13 @@ class Settings:
     def embedded(self) -> bool:
         """The embedded default: SQLite, everything in one process (see API.md "Security settings")."""
         return self.database_url.startswith("sqlite")
+
+    @property
+    def outbound_private_allowed(self) -> bool:
+        """May the platform call private addresses (PIAOHAO_OUTBOUND_PRIVATE; see kernel/outbound.py)?"""
+        if self.outbound_private:
+            return self.outbound_private == "allow"
+        return self.embedded
 
     def sqlite_path(self) -> Path | None:
         url = self.database_url
@@ -134,6 +143,12 @@ class Settings:
             changes["marketing_daily_cap"] = _num("PIAOHAO_MARKETING_DAILY_CAP", v, int)
         if v := get("PIAOHAO_SECRET_KEY"):
             changes["secret_key"] = v
+        if (v := get("PIAOHAO_OUTBOUND_PRIVATE")) is not None and v.strip():
+            if v.strip().lower() not in ("allow", "deny"):
+                raise SettingsError(f"PIAOHAO_OUTBOUND_PRIVATE: expected allow or deny, got {v!r}")
+            changes["outbound_private"] = v.strip().lower()
+        if v := get("PIAOHAO_METRICS_TOKEN"):
+            changes["metrics_token"] = v
         changes["channel_env"] = {k: v for k, v in env.items() if k.startswith("PIAOHAO_")}
         if v := get("PIAOHAO_LOG_LEVEL"):
             changes["log_level"] = v.upper()

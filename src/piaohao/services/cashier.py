@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from piaohao import ledger
-from piaohao.books import chart
 from piaohao.domain.composition import INTERNAL_METHODS
 from piaohao.kernel.clock import rfc3339
 from piaohao.platform import Platform
@@ -19,14 +17,10 @@ def cashier_view(p: Platform, token: str) -> dict:
     methods = [{"method": m.method, "name": m.product.title or m.method, "kind": "channel"}
                for m in channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"])]
     if trade["member_id"] and trade["purpose"] == "sale":  # a top-up is paid by a channel only
-        with p.db.read() as conn:
-            for method in INTERNAL_METHODS:
-                account = chart.lookup(conn, f"member_{method}", trade["member_id"], trade["currency"])
-                available = ledger.balance(conn, account.account_id).available if account else 0
-                if method == "credit" and account is not None:
-                    available += account.credit_limit or 0
-                methods.append({"method": method, "name": INTERNAL_NAMES[method], "kind": "internal",
-                                "available": max(available, 0)})
+        # Offered by name only: anyone holding the link sees this page, so the member's balances
+        # are not shown (the merchant's app shows them to its member: GET /v1/members/{id}).
+        for method in INTERNAL_METHODS:
+            methods.append({"method": method, "name": INTERNAL_NAMES[method], "kind": "internal"})
     return {
         "trade_no": trade["trade_no"], "subject": trade["subject"], "amount": trade["amount"],
         "currency": trade["currency"], "status": trade["status"], "member_id": trade["member_id"],

@@ -8,6 +8,7 @@ the explicit table `CLOSED_HANDLERS`; a purpose missing from it is an error, nev
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import structlog
 from sqlalchemy import Connection, select, update
@@ -60,11 +61,30 @@ _NOT_CLOSABLE_WHY = {
 }
 
 
+def channel_expiry_grace_s(p: Platform) -> float:
+    """How long after a trade's expiry a channel's "no such payment" is final: a create call sent
+    before the expiry has reached the channel or given up by then (twice the channel timeout), and
+    the channel refuses to create a payment past its expiry (we pass it the trade's)."""
+    return 2 * p.settings.channel_timeout_s + CLOCK_SKEW_S
+
+
+CLOCK_SKEW_S = 5.0
+
+
+def _past_channel_expiry(p: Platform, expires_at) -> bool:
+    return p.clock.now() >= expires_at + timedelta(seconds=channel_expiry_grace_s(p))
+
+
 def close_pending_trade(p: Platform, trade_no: str, *, reason: str) -> str:
     """Close a trade at its channels, then here. Returns "closed" (now or already), "paid"
-    (the trade is or just became paid) or "in_progress" (a channel could not confirm; retry)."""
+    (the trade is or just became paid) or "in_progress" (a channel could not confirm; retry).
+
+    A channel's "no such payment" is not a confirmation while the buyer's payment may still be on
+    its way to the channel (the create call in flight): it is one only once the trade's expiry
+    plus `channel_expiry_grace_s` has passed, so the expiry worker still closes a trade whose
+    payment never reached the channel, and a merchant close meanwhile is `TRADE_NOT_CLOSABLE`."""
     with p.db.read() as conn:
-        trade = conn.execute(select(trades.c.status).where(trades.c.trade_no == trade_no)).first()
+        trade = conn.execute(select(trades.c.status, trades.c.expires_at).where(trades.c.trade_no == trade_no)).first()
         open_payments = conn.execute(select(payments.c.payment_no, payments.c.channel).where(
             payments.c.trade_no == trade_no, payments.c.status.in_(pay_states.OPEN_STATES))).all()
     if trade is None:
@@ -79,7 +99,8 @@ def close_pending_trade(p: Platform, trade_no: str, *, reason: str) -> str:
         if result.outcome == Outcome.SUCCEEDED:
             apply_channel_result(p, payment_no, result, source="close")
             return "paid"
-        if result.outcome in (Outcome.CLOSED, Outcome.NOT_FOUND, Outcome.FAILED):
+        if result.outcome in (Outcome.CLOSED, Outcome.FAILED) or (
+                result.outcome == Outcome.NOT_FOUND and _past_channel_expiry(p, trade.expires_at)):
             confirmed.add(payment_no)
         else:
             log.info("trade.close_deferred", trade_no=trade_no, payment_no=payment_no, outcome=result.outcome,

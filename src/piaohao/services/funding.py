@@ -23,8 +23,10 @@ from piaohao.domain.trades import TRADE_STATES
 from piaohao.kernel.errors import (
     InsufficientBalance,
     InsufficientFunds,
+    InvalidPaymentPassword,
     InvalidRequest,
     MethodNotAvailable,
+    PaymentPasswordLocked,
     TradeNotPayable,
 )
 from piaohao.platform import Platform
@@ -56,10 +58,38 @@ def parse_parts(p: Platform, trade, method: str | None, components: list[tuple[s
     return parts
 
 
+TRADE_PASSWORD_TRIES_MAX = 3  # fewer than lock the member's password (passwords.WRONG_TRIES_MAX)
+
+
 def check_password(p: Platform, trade, password: str | None) -> None:
+    """The member's payment password, given on this trade's cashier. Whoever holds the pay_url may
+    give a wrong one at most `TRADE_PASSWORD_TRIES_MAX` times for this trade; past that the trade
+    takes no more tries (423) and the member's own count is left alone, so a link cannot lock the
+    member's password."""
     if not isinstance(password, str) or not password:
         raise InvalidRequest("payment_password is required to spend the member's money")
-    verify_payment_password(p, trade["member_id"], password, p.clock.now())
+    t = trades.c
+    # Take one of the trade's tries first (a conditional UPDATE: concurrent guesses cannot exceed
+    # the limit), and give it back when the password was right.
+    taken = p.db.write(lambda conn: conn.execute(update(trades).where(
+        t.trade_no == trade["trade_no"], t.password_failures < TRADE_PASSWORD_TRIES_MAX).values(
+        password_failures=t.password_failures + 1)).rowcount)
+    if taken != 1:
+        raise PaymentPasswordLocked("too many wrong payment passwords on this payment page")
+    try:
+        verify_payment_password(p, trade["member_id"], password, p.clock.now())
+    except InvalidPaymentPassword:
+        raise
+    except Exception:
+        _give_back_try(p, trade["trade_no"])
+        raise
+    _give_back_try(p, trade["trade_no"])
+
+
+def _give_back_try(p: Platform, trade_no: str) -> None:
+    p.db.write(lambda conn: conn.execute(update(trades).where(
+        trades.c.trade_no == trade_no, trades.c.password_failures > 0).values(
+        password_failures=trades.c.password_failures - 1)))
 
 
 def pay_internal_only(p: Platform, trade_no: str, parts: list[Part]) -> dict:

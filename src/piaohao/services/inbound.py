@@ -7,17 +7,27 @@ from prometheus_client import Counter
 from sqlalchemy import insert, select
 
 from piaohao.alerts import WARNING, raise_alert
-from piaohao.channels.spi import NotificationAck, NotificationRejected, Outcome, PaymentResult, RefundResult
+from piaohao.channels.spi import (
+    NotificationAck,
+    NotificationRejected,
+    Outcome,
+    PaymentResult,
+    PayoutResult,
+    RefundResult,
+)
 from piaohao.db.schema import channel_notifications, payments
+from piaohao.db.schema_members import disbursements
 from piaohao.db.schema_refunds import refunds
 from piaohao.platform import Platform
 from piaohao.services.payments import apply_channel_result, schedule_query_now
+from piaohao.services.payouts import apply_payout_result
 from piaohao.services.refund_results import apply_refund_notification
 
 log = structlog.get_logger(__name__)
 INBOUND = Counter("piaohao_channel_notifications_total", "Channel notifications, by channel and outcome",
                   ["channel", "outcome"])
 BODY_LOGGED_MAX = 4000
+REJECTED_BODY_LOGGED_MAX = 1024  # anyone can send those: keep less of them
 
 
 def _carrier_of(p: Platform, note) -> str | None:
@@ -31,7 +41,9 @@ def _carrier_of(p: Platform, note) -> str | None:
 
 
 def handle_channel_notification(p: Platform, channel_name: str, headers: dict[str, str],
-                                body: bytes) -> NotificationAck:
+                                body: bytes, *, client: str | None = None) -> NotificationAck:
+    """`client`: the sender's address. Refused notifications are anyone's: their alerts are
+    rate-limited per (channel, address), and past that they are counted, not stored."""
     channel = p.channel(channel_name)
     now = p.clock.now()
     try:
@@ -40,12 +52,16 @@ def handle_channel_notification(p: Platform, channel_name: str, headers: dict[st
         rejected = exc
 
         def record_rejection(conn):
+            raised = raise_alert(conn, now=now, kind="notification_rejected", severity=WARNING,
+                                 subject_type="payment", subject_id=rejected.claimed_payment_no,
+                                 source=f"notify:{channel_name}:{client or '?'}",
+                                 message=f"{channel_name} notification refused: {rejected.reason}"[:512])
+            if raised == "flood":
+                return  # counted on the source's flood alert; its bodies are not stored
             conn.execute(insert(channel_notifications).values(
                 channel=channel_name, payment_no=(rejected.claimed_payment_no or "")[:40] or None, verified=False,
-                outcome="rejected", body=body[:BODY_LOGGED_MAX].decode("utf-8", "replace"), received_at=now))
-            raise_alert(conn, now=now, kind="notification_rejected", severity=WARNING, subject_type="payment",
-                        subject_id=rejected.claimed_payment_no,
-                        message=f"{channel_name} notification refused: {rejected.reason}")
+                outcome="rejected", body=body[:REJECTED_BODY_LOGGED_MAX].decode("utf-8", "replace"),
+                received_at=now))
         p.db.write(record_rejection)
         if rejected.claimed_payment_no:
             schedule_query_now(p, rejected.claimed_payment_no)  # learn the truth from the channel itself
@@ -69,6 +85,8 @@ def handle_channel_notification(p: Platform, channel_name: str, headers: dict[st
                                currency=note.currency, paid_at=note.finished_at)
         if note.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CLOSED):
             effect = apply_channel_result(p, note.payment_no, result, source="notify")
+    elif note.kind == "payout" and note.payout_no:
+        effect = _payout_notification(p, channel_name, note)
     elif note.kind == "refund" and note.refund_no:
         effect = apply_refund_notification(p, note.refund_no, RefundResult(
             outcome=note.outcome, amount=note.amount, finished_at=note.finished_at))
@@ -79,3 +97,21 @@ def handle_channel_notification(p: Platform, channel_name: str, headers: dict[st
     # Acknowledged even when it changed nothing (duplicate, mismatch): a tampered notification has
     # raised its alert, and the channel must stop retrying it.
     return channel.ack(True)
+
+
+def _payout_notification(p: Platform, channel_name: str, note) -> str:
+    """A signed notification about a withdrawal or payout: applied like the executor's answer; one
+    about a payout we never made is money leaving we cannot account for: a critical alert."""
+    with p.db.read() as conn:
+        known = conn.execute(select(disbursements.c.channel).where(
+            disbursements.c.disbursement_no == note.payout_no)).scalar()
+    if known is None:
+        p.db.write(lambda conn: raise_alert(
+            conn, now=p.clock.now(), kind="unknown_payout", subject_type="payout", subject_id=note.payout_no,
+            message=f"{channel_name} notified {note.outcome} of {note.amount} {note.currency} for a payout "
+                    "we do not know", details={"channel": channel_name}))
+        return "unknown_payout"
+    if note.outcome not in (Outcome.SUCCEEDED, Outcome.FAILED):
+        return "ignored"
+    return apply_payout_result(p, note.payout_no, PayoutResult(note.outcome, channel_payout_no=note.channel_txn_no,
+                                                               error=None))

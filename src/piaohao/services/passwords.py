@@ -41,6 +41,8 @@ DEFAULT_LOCK_S = 900.0
 def validate_new_password(password: object) -> str:
     if not isinstance(password, str) or not PASSWORD_MIN_CHARS <= len(password) <= PASSWORD_MAX_CHARS:
         raise InvalidRequest(f"payment_password must be {PASSWORD_MIN_CHARS}-{PASSWORD_MAX_CHARS} characters")
+    if not password.isprintable():
+        raise InvalidRequest("payment_password must not contain control characters")
     return password
 
 
@@ -64,7 +66,9 @@ def password_matches(password: str, stored: str) -> bool:
         if scheme != "scrypt":
             return False
         expected = bytes.fromhex(hash_hex)
-        if not isinstance(password, str) or not password or len(password) > 4 * PASSWORD_MAX_CHARS:
+        # A control character (NUL included) is never part of a password: `X\0` never equals `X`.
+        if (not isinstance(password, str) or not password or len(password) > 4 * PASSWORD_MAX_CHARS
+                or not password.isprintable()):
             _scrypt("-", bytes.fromhex(salt_hex), int(n), int(r), int(p))  # same work either way
             return False
         actual = _scrypt(password, bytes.fromhex(salt_hex), int(n), int(r), int(p))

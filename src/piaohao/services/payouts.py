@@ -48,6 +48,7 @@ from piaohao.kernel.errors import (
 from piaohao.kernel.ids import new_id
 from piaohao.kernel.invariants import require
 from piaohao.kernel.money import CURRENCY_EXPONENT
+from piaohao.kernel.outbound import check_urls
 from piaohao.platform import Platform
 from piaohao.services import notifications
 from piaohao.services.members import check_amount, fingerprint
@@ -181,6 +182,7 @@ class NewPayout:
 
 def create_payout(p: Platform, merchant_id: str, app_id: str, req: NewPayout) -> tuple[dict, bool]:
     """Pay the merchant's own settled money to a bank account. Returns (payout view, created)."""
+    check_urls(allow_private=p.settings.outbound_private_allowed, notify_url=req.notify_url)
     check_amount(req.amount)
     if req.currency not in CURRENCY_EXPONENT:
         raise InvalidRequest(f"unsupported currency {req.currency!r}")

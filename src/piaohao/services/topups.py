@@ -30,6 +30,7 @@ from piaohao.domain.business import PENDING, TOPUP_STATES
 from piaohao.kernel.clock import rfc3339, to_utc
 from piaohao.kernel.errors import IdempotencyConflict, InvalidRequest, TopupNotFound
 from piaohao.kernel.ids import new_id
+from piaohao.kernel.outbound import check_urls
 from piaohao.platform import Platform
 from piaohao.services import notifications, trade_store
 from piaohao.services.members import check_amount, fingerprint, load_member
@@ -73,6 +74,7 @@ def _select():
 
 def create_topup(p: Platform, merchant_id: str, app_id: str, req: NewTopup) -> tuple[dict, bool]:
     """Returns (top-up view, created). Idempotent on (merchant, out_request_no) like refunds."""
+    check_urls(allow_private=p.settings.outbound_private_allowed, notify_url=req.notify_url, return_url=req.return_url)
     check_amount(req.amount)
     digest = req.fingerprint()
 

@@ -30,6 +30,7 @@ from piaohao.kernel.errors import (
 from piaohao.kernel.ids import new_id, new_token
 from piaohao.kernel.invariants import require
 from piaohao.kernel.money import is_valid_amount
+from piaohao.kernel.outbound import check_urls
 from piaohao.platform import Platform
 from piaohao.services import trade_store
 from piaohao.services.views import load_components, load_orders, trade_view
@@ -65,6 +66,7 @@ class NewTrade:
 
 def create_trade(p: Platform, merchant_id: str, app_id: str, req: NewTrade) -> tuple[dict, bool]:
     """Returns (trade view, created). The same request again returns the same trade, created=False."""
+    check_urls(allow_private=p.settings.outbound_private_allowed, notify_url=req.notify_url, return_url=req.return_url)
     if not is_valid_amount(req.amount):
         raise InvalidRequest("amount must be an integer of minor units between 0 and 10^15")
     if req.amount == 0:

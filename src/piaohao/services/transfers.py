@@ -28,6 +28,7 @@ from piaohao.kernel.errors import (
     TransferNotFound,
 )
 from piaohao.kernel.ids import new_id
+from piaohao.kernel.outbound import check_urls
 from piaohao.platform import Platform
 from piaohao.services import notifications
 from piaohao.services.members import check_amount, fingerprint, load_member
@@ -69,6 +70,7 @@ def create_transfer(p: Platform, merchant_id: str, app_id: str, req: NewTransfer
     """Returns (transfer view, created). Raises InvalidRequest (same member on both sides, other
     currencies), MemberNotFound, InvalidPaymentPassword / PaymentPasswordLocked (the sender's),
     InsufficientBalance, IdempotencyConflict."""
+    check_urls(allow_private=p.settings.outbound_private_allowed, notify_url=req.notify_url)
     check_amount(req.amount)
     if req.from_member_id == req.to_member_id:
         raise InvalidRequest("from_member_id and to_member_id must be two different members")

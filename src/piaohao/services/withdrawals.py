@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from piaohao.books import withdraw
 from piaohao.domain.business import WITHDRAWAL
 from piaohao.kernel.errors import WithdrawalNotFound
+from piaohao.kernel.outbound import check_urls
 from piaohao.platform import Platform
 from piaohao.services.members import check_amount, fingerprint, load_member
 from piaohao.services.passwords import verify_payment_password
@@ -43,6 +44,7 @@ class NewWithdrawal:
 def create_withdrawal(p: Platform, merchant_id: str, app_id: str, req: NewWithdrawal) -> tuple[dict, bool]:
     """Returns (withdrawal view, created). Raises MemberNotFound, InvalidPaymentPassword /
     PaymentPasswordLocked, InsufficientBalance, IdempotencyConflict."""
+    check_urls(allow_private=p.settings.outbound_private_allowed, notify_url=req.notify_url)
     check_amount(req.amount)
     digest = req.fingerprint()
     replayed = replay_or_none(p, merchant_id, WITHDRAWAL, req.out_request_no, digest)

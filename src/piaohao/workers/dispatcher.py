@@ -32,10 +32,12 @@ import structlog
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection, insert, select, update
 
+from piaohao.alerts import WARNING, raise_alert_now
 from piaohao.db.database import Database
 from piaohao.db.schema import apps, notification_attempts, outbox_events
 from piaohao.kernel import signing
 from piaohao.kernel.clock import Clock
+from piaohao.kernel.outbound import OutboundRefused, guarded_client
 from piaohao.kernel.settings import Settings
 from piaohao.services.notifications import EVENT_STATES, PENDING, truncate_error
 
@@ -124,15 +126,12 @@ class OutboxDispatcher:
         self.worker_id = worker_id or f"dispatcher-{secrets.token_hex(4)}"
         self._timeout = httpx.Timeout(settings.notify_timeout_s)
         self._own_http = http is None
-        # No proxy settings from the environment (a deployment that needs an egress proxy passes
-        # its own client). Redirects are never followed, on any client: a 3xx is a failed try.
-        self.http = http or httpx.Client(
-            timeout=self._timeout,
-            follow_redirects=False,
-            trust_env=False,
-            limits=httpx.Limits(max_connections=max(concurrency * 2, 10), max_keepalive_connections=concurrency),
-            headers={"User-Agent": USER_AGENT},
-        )
+        # The guarded outbound client (kernel/outbound.py): no proxy settings from the environment,
+        # only public addresses unless PIAOHAO_OUTBOUND_PRIVATE=allow, checked after name resolution.
+        # Redirects are never followed, on any client: a 3xx is a failed try.
+        self.http = http or guarded_client(
+            allow_private=settings.outbound_private_allowed, timeout_s=settings.notify_timeout_s,
+            max_connections=max(concurrency * 2, 10), headers={"User-Agent": USER_AGENT})
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="outbox")
         self._closed = False
         self.log = log.bind(worker_id=self.worker_id)
@@ -258,6 +257,9 @@ class OutboxDispatcher:
             with self.http.stream("POST", url, content=claim.payload, headers=headers,
                                   timeout=self._timeout, follow_redirects=False) as resp:
                 status = resp.status_code
+        except OutboundRefused as exc:
+            self._refused(claim, str(exc))
+            return done(False, None, f"refused: {exc}")
         except httpx.TimeoutException as exc:
             return done(False, None, f"timeout after {self.settings.notify_timeout_s:g}s ({type(exc).__name__})")
         except Exception as exc:  # noqa: BLE001 - refused, DNS, TLS, protocol errors: all a failed try
@@ -265,6 +267,16 @@ class OutboxDispatcher:
         if 200 <= status < 300:
             return done(True, status, None)
         return done(False, status, f"HTTP {status}")
+
+    def _refused(self, claim: Claim, why: str) -> None:
+        """A delivery to a non-public address (PIAOHAO_OUTBOUND_PRIVATE=deny): nothing was sent; an operator looks."""
+        self.log.warning("notify.refused", event_id=claim.event_id, app_id=claim.app_id, error=why)
+        try:
+            raise_alert_now(self.db, now=self.clock.now(), kind="outbound_refused", severity=WARNING,
+                            subject_type="event", subject_id=claim.event_id, source=f"app:{claim.app_id}",
+                            message=f"notification not sent: {why}")
+        except Exception:  # noqa: BLE001 - the failed try is recorded either way
+            self.log.exception("notify.alert_failed", event_id=claim.event_id)
 
     def record(self, claim: Claim, outcome: Outcome) -> bool:
         """Log the try and move the event on, if the lease is still ours. True when the event was updated."""

@@ -304,7 +304,7 @@ class SandboxChannel:
 
     def verify_notification(self, headers: dict[str, str], body: bytes) -> ChannelNotification:
         """Check the signature on the raw bytes, then parse; raises `NotificationRejected`."""
-        return parse_notification(self._channel_pem, self.mch_id, headers, body)
+        return parse_notification(self._channel_pem, self.mch_id, headers, body, now=self.clock.now())
 
     def ack(self, accepted: bool) -> NotificationAck:
         if accepted:

@@ -2,9 +2,10 @@
 
 The signature is checked on the raw bytes before anything is parsed; only then is the body
 trusted and translated to a `ChannelNotification`. Anything wrong raises `NotificationRejected`
-with the payment number the body claims (unverified, a hint to query early). A notification's
-timestamp is not checked for age: the channel retries for hours, and a replayed genuine
-notification only repeats a true fact, which the platform processes idempotently.
+with the payment number the body claims (unverified, a hint to query early). The channel signs
+each delivery afresh (timestamp and signature are made per attempt), so a notification whose
+timestamp is more than `NOTIFICATION_AGE_MAX_S` from our clock is refused: a replay of a captured
+notification is worth nothing after that.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from piaohao.channels.spi import ChannelNotification, NotificationRejected, Outc
 from . import rsa
 from .wire import HEADER_SIGNATURE, HEADER_TIMESTAMP, response_canonical
 
-__all__ = ["parse_notification"]
+__all__ = ["NOTIFICATION_AGE_MAX_S", "parse_notification"]
+
+NOTIFICATION_AGE_MAX_S = 300
 
 KIND_OUTCOMES = {
     "payment": {"SUCCESS": Outcome.SUCCEEDED, "FAILED": Outcome.FAILED, "CLOSED": Outcome.CLOSED,
@@ -46,7 +49,7 @@ def _optional_str(data: dict, field: str) -> str | None:
 
 
 def parse_notification(channel_public_pem: str, mch_id: str, headers: dict[str, str],
-                       body: bytes) -> ChannelNotification:
+                       body: bytes, now: datetime | None = None) -> ChannelNotification:
     lowered = {k.lower(): v for k, v in headers.items()}
     timestamp = lowered.get(HEADER_TIMESTAMP.lower(), "")
     signature = lowered.get(HEADER_SIGNATURE.lower())
@@ -54,6 +57,10 @@ def parse_notification(channel_public_pem: str, mch_id: str, headers: dict[str, 
         raise NotificationRejected("missing signature headers", _claimed_payment_no(body))
     if not rsa.verify(channel_public_pem, response_canonical(timestamp, body), signature):
         raise NotificationRejected("signature does not verify", _claimed_payment_no(body))
+    if now is not None and not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
+                                and abs(int(timestamp) - now.timestamp()) <= NOTIFICATION_AGE_MAX_S):
+        raise NotificationRejected(f"timestamp more than {NOTIFICATION_AGE_MAX_S} s from our clock",
+                                   _claimed_payment_no(body))
     try:
         data = orjson.loads(body)
         if not isinstance(data, dict):
