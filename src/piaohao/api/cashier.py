@@ -39,4 +39,5 @@ def pay(token: str, body: PayBody, request: Request, p: Platform = Depends(platf
     if (body.method is None) == (components is None):
         raise InvalidComponents("give either method or components")
     return cashier.pay(p, token, method=body.method, components=components, payment_password=body.payment_password,
-                       openid=body.openid, client_ip=request.client.host if request.client else None)
+                       openid=body.openid, client_ip=request.client.host if request.client else None,
+                       bank=body.bank, card_id=body.card_id)

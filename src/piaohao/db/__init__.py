@@ -11,5 +11,6 @@ from piaohao.db import (  # noqa: F401
     schema_clearing,
     schema_ledger,
     schema_members,
+    schema_payways,
     schema_refunds,
 )

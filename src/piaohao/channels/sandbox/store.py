@@ -58,6 +58,8 @@ class SandboxTables:
     payouts: Table
     notifications: Table
     faults: Table
+    cards: Table
+    payment_means: Table
 
 
 def build_tables(prefix: str) -> SandboxTables:
@@ -161,7 +163,25 @@ def build_tables(prefix: str) -> SandboxTables:
         Column("params", Text),  # JSON: kind-specific extras (bill row lists)
         _ts("created_at", False),
     )
-    return SandboxTables(md, merchants, keys, payments, refunds, payouts, notifications, faults)
+    # The sandbox bank's bound cards (quick pay). The bank keeps only what it shows: bank and last4.
+    cards = Table(
+        f"{p}cards", md,
+        Column("card_token", String(ID_LEN_MAX), primary_key=True),
+        Column("mch_id", String(ID_LEN_MAX), nullable=False),
+        Column("bank", String(16), nullable=False),
+        Column("last4", String(4), nullable=False),
+        Column("status", String(16), nullable=False),  # PENDING | ACTIVE | UNBOUND
+        _ts("created_at", False), _ts("updated_at", False),
+    )
+    # How a payment is paid when it is not on the sandbox's own page: a bound card or a bank's page.
+    payment_means = Table(
+        f"{p}payment_means", md,
+        Column("txn_no", String(ID_LEN_MAX), primary_key=True),
+        Column("bank", String(16)),
+        Column("card_token", String(ID_LEN_MAX)),
+    )
+    return SandboxTables(md, merchants, keys, payments, refunds, payouts, notifications, faults, cards,
+                         payment_means)
 
 
 @dataclass(frozen=True)

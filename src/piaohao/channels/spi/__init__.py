@@ -8,6 +8,9 @@ provider's wire format and never let provider field names leak into the core.
 from piaohao.channels.spi.types import (
     BillRow,
     BillUnavailable,
+    BindCard,
+    CardChannel,
+    CardResult,
     Channel,
     ChannelNotification,
     CreatePayment,
@@ -26,7 +29,8 @@ from piaohao.channels.spi.types import (
 )
 
 __all__ = [
-    "BillRow", "BillUnavailable", "Channel", "ChannelNotification", "CreatePayment", "NextAction", "NextActionType",
+    "BillRow", "BillUnavailable", "BindCard", "CardChannel", "CardResult",
+    "Channel", "ChannelNotification", "CreatePayment", "NextAction", "NextActionType",
     "NotificationAck", "NotificationRejected", "Outcome", "PaymentResult", "PayoutChannel", "PayoutRequest",
     "PayoutResult", "Product", "RefundRequest", "RefundResult",
 ]
