@@ -40,6 +40,7 @@ def cashier_view(p: Platform, token: str) -> dict:
         "trade_no": trade["trade_no"], "subject": trade["subject"], "amount": trade["amount"],
         "currency": trade["currency"], "status": trade["status"], "member_id": trade["member_id"],
         "expires_at": rfc3339(trade["expires_at"], p.settings.tz), "methods": methods,
+        "pay_url": p.pay_url(token),
     }
 
 
