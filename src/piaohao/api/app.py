@@ -8,6 +8,7 @@ from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
 from piaohao import __version__
+from piaohao.api import agreements as agreements_api
 from piaohao.api import business as business_api
 from piaohao.api import cards as cards_api
 from piaohao.api import cashier, channels, errors, statements, trades
@@ -32,6 +33,7 @@ def create_app(p: Platform, *, extra_mounts: dict | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(members_api.router)
     app.include_router(cards_api.router)
+    app.include_router(agreements_api.router)
     app.include_router(refunds_api.router)
     for router in business_api.routers:
         app.include_router(router)

@@ -375,3 +375,15 @@ class PayinfoInvalid(Unavailable):
     """The order system's PayInfo answer is unsigned, wrongly signed or breaks a trade rule."""
 
     code = "PAYINFO_INVALID"
+
+
+class AgreementNotFound(NotFound):
+    code = "AGREEMENT_NOT_FOUND"
+
+
+class AgreementNotActive(Conflict):
+    code = "AGREEMENT_NOT_ACTIVE"
+
+
+class AgreementLimitExceeded(Conflict):
+    code = "AGREEMENT_LIMIT_EXCEEDED"

@@ -6,6 +6,7 @@ from piaohao import ledger
 from piaohao.books import chart
 from piaohao.domain.composition import INTERNAL_METHODS
 from piaohao.kernel.clock import rfc3339
+from piaohao.kernel.errors import MethodNotAvailable
 from piaohao.platform import Platform
 from piaohao.services import cards, funding
 from piaohao.services.methods import channel_methods
@@ -18,6 +19,8 @@ def cashier_view(p: Platform, token: str) -> dict:
     trade = find_trade_by_token(p, token)
     methods = []
     for m in channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"]):
+        if m.product.mandate:
+            continue  # agreement debits are the merchant's, never a buyer's choice
         entry = {"method": m.method, "name": m.product.title or m.method, "kind": "channel"}
         if m.product.banks:
             entry["banks"] = list(m.product.banks)
@@ -54,6 +57,8 @@ def pay(p: Platform, token: str, *, method: str | None, components: list[tuple[s
     internal = [x for x in parts if x.internal]
     channel_part = next((x for x in parts if not x.internal), None)
     card_token = None
+    if channel_part is not None and _is_mandate_method(p, trade, channel_part.method):
+        raise MethodNotAvailable(f"payment method {channel_part.method!r} is not available for this trade")
     if channel_part is not None and _is_card_method(p, trade, channel_part.method):
         card_token = cards.card_for_payment(p, trade, card_id)  # the member's card: their password too
     if internal or card_token:
@@ -62,6 +67,11 @@ def pay(p: Platform, token: str, *, method: str | None, components: list[tuple[s
         return funding.pay_internal_only(p, trade["trade_no"], parts)
     return start_payment(p, token, channel_part.method, parts if internal else None, openid=openid,
                          client_ip=client_ip, bank=bank, card_token=card_token)
+
+
+def _is_mandate_method(p: Platform, trade, method: str) -> bool:
+    return any(m.method == method and m.product.mandate
+               for m in channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"]))
 
 
 def _is_card_method(p: Platform, trade, method: str) -> bool:

@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from piaohao.kernel.clock import Clock
 
-from . import rsa
+from . import mandates, rsa
 from .faults import WIRE_KINDS, Fault
 from .money_ops import refund_trade_key
 from .page import page, settle
@@ -126,12 +126,17 @@ API: dict[str, tuple[str, Handler, Callable[[SandboxService, str, dict], str | N
     "card_bind": ("POST", lambda s, m, d, r: (_ok(s.bind_card(m, d)), False), lambda s, m, d: None),
     "card_confirm": ("POST", lambda s, m, d, r: (_ok(s.confirm_card(m, d)), False), lambda s, m, d: None),
     "card_unbind": ("POST", lambda s, m, d, r: (_ok(s.unbind_card(m, d)), False), lambda s, m, d: None),
+    "mandate_create": ("POST", lambda s, m, d, r: (_ok(s.create_mandate(m, d)), False), lambda s, m, d: None),
+    "mandate_query": ("POST", lambda s, m, d, r: (_ok(s.query_mandate(m, d)), False), lambda s, m, d: None),
+    "mandate_terminate": ("POST", lambda s, m, d, r: (_ok(s.terminate_mandate(m, d)), False),
+                          lambda s, m, d: None),
     "bill": ("GET", lambda s, m, d, r: (s.bill(m, _bill_date(r)), False), lambda s, m, d: None),
 }
 PATHS = {"pay": "/api/pay", "query": "/api/query", "close": "/api/close", "refund": "/api/refund",
          "refund_query": "/api/refund/query", "payout": "/api/payout", "payout_query": "/api/payout/query",
          "bill": "/api/bill", "card_bind": "/api/card/bind", "card_confirm": "/api/card/confirm",
-         "card_unbind": "/api/card/unbind"}
+         "card_unbind": "/api/card/unbind", "mandate_create": "/api/mandate/create",
+         "mandate_query": "/api/mandate/query", "mandate_terminate": "/api/mandate/terminate"}
 
 
 def _endpoint(op: str):
@@ -212,6 +217,8 @@ def create_sandbox_app(store: SandboxStore, *, public_base_url: str, clock: Cloc
         Route("/pay/{txn_no}", page, methods=["GET"]),
         Route("/pay/{txn_no}/succeed", settle, methods=["POST"]),
         Route("/pay/{txn_no}/fail", settle, methods=["POST"]),
+        Route("/sign/{mandate_id}", mandates.page, methods=["GET"]),
+        *[Route(f"/sign/{{mandate_id}}/{a}", mandates.act, methods=["POST"]) for a in ("sign", "reject", "terminate")],
     ]
     app = Starlette(routes=routes)
     app.state.sandbox = svc

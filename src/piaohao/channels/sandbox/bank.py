@@ -119,10 +119,12 @@ def card_for_payment(svc, mch_id: str, token: object):
     return row
 
 
-def record_means(svc, conn: Connection, txn_no: str, *, bank: str | None, card_token: str | None) -> None:
-    if bank is None and card_token is None:
+def record_means(svc, conn: Connection, txn_no: str, *, bank: str | None, card_token: str | None,
+                 mandate_no: str | None = None) -> None:
+    if bank is None and card_token is None and mandate_no is None:
         return
-    conn.execute(insert(svc.t.payment_means).values(txn_no=txn_no, bank=bank, card_token=card_token))
+    conn.execute(insert(svc.t.payment_means).values(txn_no=txn_no, bank=bank, card_token=card_token,
+                                                    mandate_no=mandate_no))
 
 
 def means_of(svc, conn: Connection, txn_no: str):

@@ -26,7 +26,9 @@ from piaohao.channels.spi import (
     BindCard,
     CardResult,
     ChannelNotification,
+    CreateMandate,
     CreatePayment,
+    MandateResult,
     NotificationAck,
     Outcome,
     PaymentResult,
@@ -109,7 +111,8 @@ class SandboxChannel:
     name = "sandbox"
     products = (Product("sandbox", title="Sandbox channel (test payments)"),
                 Product("netbank", title="Online banking", banks=BANKS),
-                Product("quick", title="Quick pay (bound card)", card=True))
+                Product("quick", title="Quick pay (bound card)", card=True),
+                Product("agreement", title="Agreement pay (debit under a mandate)", mandate=True))
 
     def __init__(self, base_url: str, mch_id: str, private_key_pem: str, channel_public_key_pem: str, *,
                  timeout_s: float = 5.0, http_client: httpx.Client | None = None, clock: Clock | None = None):
@@ -181,13 +184,15 @@ class SandboxChannel:
             payload["bank"] = req.bank
         if req.card_token is not None:
             payload["card_token"] = req.card_token
+        if req.mandate_no is not None:
+            payload["mandate_no"] = req.mandate_no
         try:
             answer = self._call("POST", "/api/pay", payload)
         except _Trouble as e:
             return PaymentResult(Outcome.UNKNOWN, error=str(e))
         if answer.status == 200:
             result = self._payment_answer(answer, req.payment_no)
-            if req.card_token is not None:  # a card payment has no buyer page: the bank settles it
+            if req.card_token is not None or req.mandate_no is not None:  # no buyer page
                 result = dataclasses.replace(result, redirect_url=None)
             return result
         if answer.status == 401:  # not even read: an earlier try may still have created it
@@ -242,6 +247,36 @@ class SandboxChannel:
 
     def unbind_card(self, card_token: str) -> CardResult:
         return self._card("/api/card/unbind", {"card_token": card_token})
+
+    # --- mandates (agreement pay) ----------------------------------------------------------
+
+    MANDATE_OUTCOMES = {"WAIT_SIGN": Outcome.PENDING, "SIGNED": Outcome.SUCCEEDED, "REJECTED": Outcome.FAILED,
+                        "TERMINATED": Outcome.CLOSED}
+
+    def _mandate(self, path: str, payload: dict) -> MandateResult:
+        try:
+            answer = self._call("POST", path, payload)
+        except _Trouble as e:
+            return MandateResult(Outcome.UNKNOWN, error=str(e))
+        d = answer.data
+        if answer.status == 200 and d.get("status") in self.MANDATE_OUTCOMES \
+                and d.get("out_mandate_no") == payload["out_mandate_no"]:
+            return MandateResult(self.MANDATE_OUTCOMES[d["status"]], sign_url=d.get("sign_url"),
+                                 channel_mandate_no=d.get("mandate_id"))
+        if answer.status == 404 and answer.code == "MANDATE_NOT_EXIST":
+            return MandateResult(Outcome.NOT_FOUND, error=answer.error)
+        return MandateResult(Outcome.UNKNOWN, error=answer.error)
+
+    def create_mandate(self, req: CreateMandate) -> MandateResult:
+        return self._mandate("/api/mandate/create", {"out_mandate_no": req.mandate_no,
+                                                     "max_amount": req.max_amount_per_debit,
+                                                     "currency": req.currency})
+
+    def query_mandate(self, mandate_no: str) -> MandateResult:
+        return self._mandate("/api/mandate/query", {"out_mandate_no": mandate_no})
+
+    def terminate_mandate(self, mandate_no: str) -> MandateResult:
+        return self._mandate("/api/mandate/terminate", {"out_mandate_no": mandate_no})
 
     # --- refunds ----------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from piaohao.kernel.clock import Clock, SystemClock
 
 from . import bank as bank_mod
 from . import bill as bill_mod
+from . import mandates as mandate_mod
 from . import money_ops, rsa
 from .faults import Fault, FaultBook
 from .outbox import enqueue_payment
@@ -169,6 +170,8 @@ class SandboxService:
             raise SandboxError(400, "INVALID_PARAM", f"bank must be one of {', '.join(bank_mod.BANKS)}")
         card_token = data.get("card_token")
         card = bank_mod.card_for_payment(self, mch_id, card_token) if card_token is not None else None
+        mandate_no = data.get("mandate_no")
+        debit_ok = mandate_mod.debit_allowed(self, mch_id, mandate_no, amount) if mandate_no is not None else None
         now = self.clock.now()
 
         def existing(conn: Connection) -> dict | None:
@@ -188,7 +191,7 @@ class SandboxService:
                 txn_no=txn_no, mch_id=mch_id, out_trade_no=out_trade_no, amount=amount, refunded_amount=0,
                 currency=currency, subject=subject, notify_url=notify_url, return_url=return_url,
                 status=PAY_WAIT, created_at=now, expire_at=expire_at))
-            bank_mod.record_means(self, conn, txn_no, bank=bank, card_token=card_token)
+            bank_mod.record_means(self, conn, txn_no, bank=bank, card_token=card_token, mandate_no=mandate_no)
             log.info("sandbox.payment.created", mch_id=mch_id, out_trade_no=out_trade_no, amount=amount)
             return self.payment_json(self._fresh(conn, self._by_txn_no(conn, txn_no), now))
 
@@ -202,6 +205,8 @@ class SandboxService:
             # A bound card needs no buyer page: the bank answers at once (declined or paid).
             settle = self.fail if card.last4 == bank_mod.DECLINED_LAST4 else self.succeed
             answer = settle(answer["txn_no"])
+        if debit_ok is not None and answer["status"] == PAY_WAIT:  # a debit: no buyer, the channel decides now
+            answer = (self.succeed if debit_ok else self.fail)(answer["txn_no"])
         return answer
 
     def query(self, mch_id: str, data: dict) -> dict:
@@ -318,6 +323,15 @@ class SandboxService:
 
     def unbind_card(self, mch_id: str, data: dict) -> dict:
         return bank_mod.unbind(self, mch_id, data)
+
+    def create_mandate(self, mch_id: str, data: dict) -> dict:
+        return mandate_mod.create(self, mch_id, data)
+
+    def query_mandate(self, mch_id: str, data: dict) -> dict:
+        return mandate_mod.query(self, mch_id, data)
+
+    def terminate_mandate(self, mch_id: str, data: dict) -> dict:
+        return mandate_mod.terminate(self, mch_id, data)
 
     def bill(self, mch_id: str, bill_date: date) -> bytes:
         return bill_mod.render(self, mch_id, bill_date)

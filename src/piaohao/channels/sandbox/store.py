@@ -60,6 +60,7 @@ class SandboxTables:
     faults: Table
     cards: Table
     payment_means: Table
+    mandates: Table
 
 
 def build_tables(prefix: str) -> SandboxTables:
@@ -179,9 +180,22 @@ def build_tables(prefix: str) -> SandboxTables:
         Column("txn_no", String(ID_LEN_MAX), primary_key=True),
         Column("bank", String(16)),
         Column("card_token", String(ID_LEN_MAX)),
+        Column("mandate_no", String(KEY_LEN_MAX)),
+    )
+    # Mandates (agreement pay): signed by the buyer on the sandbox's page; never notified.
+    mandates = Table(
+        f"{p}mandates", md,
+        Column("mandate_id", String(ID_LEN_MAX), primary_key=True),
+        Column("mch_id", String(ID_LEN_MAX), nullable=False),
+        Column("out_mandate_no", String(KEY_LEN_MAX), nullable=False),
+        Column("max_amount", BigInteger, nullable=False),
+        Column("currency", String(3), nullable=False),
+        Column("status", String(16), nullable=False),  # WAIT_SIGN | SIGNED | REJECTED | TERMINATED
+        _ts("created_at", False), _ts("updated_at", False),
+        UniqueConstraint("mch_id", "out_mandate_no"),
     )
     return SandboxTables(md, merchants, keys, payments, refunds, payouts, notifications, faults, cards,
-                         payment_means)
+                         payment_means, mandates)
 
 
 @dataclass(frozen=True)

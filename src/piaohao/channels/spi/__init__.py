@@ -13,7 +13,10 @@ from piaohao.channels.spi.types import (
     CardResult,
     Channel,
     ChannelNotification,
+    CreateMandate,
     CreatePayment,
+    MandateChannel,
+    MandateResult,
     NextAction,
     NextActionType,
     NotificationAck,
@@ -30,7 +33,8 @@ from piaohao.channels.spi.types import (
 
 __all__ = [
     "BillRow", "BillUnavailable", "BindCard", "CardChannel", "CardResult",
-    "Channel", "ChannelNotification", "CreatePayment", "NextAction", "NextActionType",
+    "Channel", "ChannelNotification", "CreateMandate", "CreatePayment", "MandateChannel", "MandateResult",
+    "NextAction", "NextActionType",
     "NotificationAck", "NotificationRejected", "Outcome", "PaymentResult", "PayoutChannel", "PayoutRequest",
     "PayoutResult", "Product", "RefundRequest", "RefundResult",
 ]

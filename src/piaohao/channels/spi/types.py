@@ -67,6 +67,7 @@ class Product:
     title: str = ""  # what a buyer reads in the cashier; empty: the name
     banks: tuple[str, ...] = ()  # online banking: the buyer picks one of these banks (CreatePayment.bank)
     card: bool = False  # quick pay: paid with a card bound through `CardChannel`, no redirect
+    mandate: bool = False  # agreement pay: debited under a signed mandate (`MandateChannel`), no buyer
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class CreatePayment:
     client_ip: str | None = None  # the buyer's IP, which some products require (WeChat H5)
     bank: str | None = None  # online banking: one of the product's `banks`
     card_token: str | None = None  # quick pay: the channel's token of a bound card
+    mandate_no: str | None = None  # agreement pay: our number of the signed mandate
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,37 @@ class CardChannel(Channel, Protocol):
     def confirm_card(self, card_token: str, sms_code: str) -> CardResult: ...
 
     def unbind_card(self, card_token: str) -> CardResult: ...
+
+
+@dataclass(frozen=True)
+class CreateMandate:
+    mandate_no: str  # ours; the channel's merchant agreement number
+    max_amount_per_debit: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class MandateResult:
+    """The channel's record of a mandate. PENDING: waiting for the buyer to sign at `sign_url`;
+    SUCCEEDED: signed (active); FAILED: the buyer refused; CLOSED: terminated (by either side);
+    NOT_FOUND; UNKNOWN. Channels often never notify expiry or a buyer's termination: query."""
+
+    outcome: Outcome
+    sign_url: str | None = None
+    channel_mandate_no: str | None = None
+    error: str | None = None
+
+
+class MandateChannel(Channel, Protocol):
+    """A channel with mandates (agreement pay, 代扣). A payment with `CreatePayment.mandate_no`
+    is a debit with no buyer present: SUCCEEDED, FAILED (refused: over the limit, not signed) or
+    PENDING (settled later by notification or query)."""
+
+    def create_mandate(self, req: CreateMandate) -> MandateResult: ...
+
+    def query_mandate(self, mandate_no: str) -> MandateResult: ...
+
+    def terminate_mandate(self, mandate_no: str) -> MandateResult: ...
 
 
 class PayoutChannel(Channel, Protocol):
