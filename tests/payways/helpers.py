@@ -43,7 +43,9 @@ def active_card(m, member_id: str, card_no: str = CARD_OK) -> str:
 
 def member_trade(m, receiver, member_id: str | None, amount: int, out_trade_no: str | None = None) -> dict:
     body = {"out_trade_no": out_trade_no or "T" + secrets.token_hex(5), "amount": amount, "subject": "socks",
-            "notify_url": receiver.url, "order_timeout_s": 900}
+            "order_timeout_s": 900}
+    if receiver is not None:
+        body["notify_url"] = receiver.url
     if member_id:
         body["member_id"] = member_id
     r = m.call("POST", "/v1/trades", body)

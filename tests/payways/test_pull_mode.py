@@ -150,3 +150,25 @@ def test_an_order_system_that_times_out_then_answers(make_platform):
         assert trades_for(running, m, "SLOW") == 1
     finally:
         system.close()
+
+
+def test_the_command_turns_pull_mode_on_and_off(running, monkeypatch):
+    from typer.testing import CliRunner
+
+    from piaohao.cli import app
+
+    monkeypatch.setenv("PIAOHAO_DATABASE_URL", running.settings.database_url)
+    monkeypatch.setenv("PIAOHAO_SECRET_KEY", running.settings.secret_key)
+    monkeypatch.setenv("PIAOHAO_SANDBOX", "on")
+    m = running.merchant()
+    result = CliRunner().invoke(app, ["merchants", "update", m.merchant_id, "--payinfo-url",
+                                      "https://shop.example/payinfo", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"payinfo_url": "https://shop.example/payinfo"' in result.output
+    assert payinfo.payinfo_url_of(running.platform, m.merchant_id) == "https://shop.example/payinfo"
+    result = CliRunner().invoke(app, ["merchants", "update", m.merchant_id, "--payinfo-url", "file:///etc/passwd"])
+    assert result.exit_code != 0 and "http(s)" in result.output
+    assert payinfo.payinfo_url_of(running.platform, m.merchant_id) == "https://shop.example/payinfo"
+    result = CliRunner().invoke(app, ["merchants", "update", m.merchant_id, "--payinfo-url", ""])
+    assert result.exit_code == 0, result.output
+    assert payinfo.payinfo_url_of(running.platform, m.merchant_id) is None
