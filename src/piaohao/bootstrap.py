@@ -13,6 +13,7 @@ from piaohao.db.database import Database
 from piaohao.kernel.clock import Clock, SystemClock
 from piaohao.kernel.settings import Settings
 from piaohao.platform import Platform
+from piaohao.services.agreements import sync_due_agreements
 from piaohao.services.channel_accounts import provisioned_config, store_provisioned
 from piaohao.services.payments import query_due_payments
 from piaohao.workers.dispatcher import OutboxDispatcher
@@ -92,6 +93,7 @@ def assemble(settings: Settings, *, clock: Clock | None = None, migrate_now: boo
         Loop("outbox", dispatcher.run_once, poll),
         Loop("expiry", expiry.run_once, max(poll, 0.5)),
         Loop("active-query", lambda: query_due_payments(p), poll),
+        Loop("agreements", lambda: sync_due_agreements(p), poll),
         Loop("nonce-purge", lambda: (purge_nonces(p), 0)[1], NONCE_PURGE_EVERY_S),
         Loop("payouts", PayoutExecutor(p).run_once, poll),
         Loop("refunds", RefundWorker(p).run_once, poll),

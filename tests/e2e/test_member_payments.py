@@ -67,7 +67,7 @@ def test_cashier_lists_the_members_methods(running, receiver):
     trade = member_trade(m, receiver, member, 2500)
     view = httpx.get(trade["pay_url"], headers={"Accept": "application/json"}).json()
     methods = {x["method"]: x for x in view["methods"]}
-    assert set(methods) == {"sandbox", "balance", "coins", "credit"}
+    assert set(methods) == {"sandbox", "netbank", "balance", "coins", "credit"}  # quick: no card bound
     assert all("available" not in x for x in methods.values())  # no balance shown to whoever holds the link
 
 

@@ -63,7 +63,7 @@ def test_happy_path_pays_and_notifies_the_merchant_with_a_verifiable_signature(r
     m = running.merchant()
     trade = create(m, receiver)
     cashier = httpx.get(trade["pay_url"], headers={"Accept": "application/json"}).json()
-    assert [x["method"] for x in cashier["methods"]] == ["sandbox"]
+    assert [x["method"] for x in cashier["methods"]] == ["sandbox", "netbank"]
     succeed(start(trade))
     assert wait_status(m, trade, "succeeded")
     paid = m.call("GET", f"/v1/trades/{trade['trade_no']}").json()

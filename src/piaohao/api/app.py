@@ -10,7 +10,9 @@ from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
 from piaohao import __version__
+from piaohao.api import agreements as agreements_api
 from piaohao.api import business as business_api
+from piaohao.api import cards as cards_api
 from piaohao.api import cashier, channels, docs, errors, statements, trades
 from piaohao.api import members as members_api
 from piaohao.api import refunds as refunds_api
@@ -34,6 +36,8 @@ def create_app(p: Platform, *, extra_mounts: dict | None = None) -> FastAPI:
     for router in (trades.router, statements.router, cashier.router, channels.router):
         app.include_router(router)
     app.include_router(members_api.router)
+    app.include_router(cards_api.router)
+    app.include_router(agreements_api.router)
     app.include_router(refunds_api.router)
     for router in business_api.routers:
         app.include_router(router)

@@ -19,6 +19,7 @@ _HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LA
 _STATUS_BY_CLASS: dict[type[e.PiaohaoError], int] = {
     e.IdempotencyConflict: 422,
     e.PaymentPasswordLocked: 423,
+    e.PayinfoInvalid: 502,
 }
 _STATUS_BY_CATEGORY: tuple[tuple[type[e.PiaohaoError], int], ...] = (
     (e.InvalidInput, 400), (e.Unauthenticated, 401), (e.Forbidden, 403), (e.NotFound, 404),

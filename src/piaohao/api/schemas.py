@@ -65,6 +65,8 @@ class PayBody(Strict):
     components: Annotated[list[ComponentIn], Field(max_length=64)] | None = None
     payment_password: Annotated[StrictStr, Field(max_length=64)] | None = None
     openid: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None  # wechatpay.jsapi
+    bank: Annotated[StrictStr, Field(min_length=1, max_length=16)] | None = None  # netbank
+    card_id: Annotated[StrictStr, Field(min_length=1, max_length=40)] | None = None  # quick
 
 
 class ComponentOut(BaseModel):

@@ -28,7 +28,7 @@ from piaohao.db import migrate
 from piaohao.kernel.clock import SystemClock
 from piaohao.kernel.errors import PiaohaoError
 from piaohao.kernel.logs import configure
-from piaohao.services import notifications, operations
+from piaohao.services import notifications, operations, payinfo
 from piaohao.services.merchants import (
     create_app,
     create_merchant,
@@ -90,9 +90,14 @@ def merchants_list(as_json: bool = typer.Option(False, "--json")):
 @merchants_app.command("update")
 def merchants_update(merchant_id: str, coins_cap_pct: int | None = typer.Option(None, "--coins-cap-pct"),
                      settle_after_days: int | None = typer.Option(None, "--settle-after-days"),
+                     payinfo_url: str | None = typer.Option(None, "--payinfo-url", help="pull mode; '' turns it off"),
                      as_json: bool = typer.Option(False, "--json")):
     try:
+        if payinfo_url:
+            payinfo.check_url(payinfo_url)  # refused before anything changes
         row = update_merchant(_db(), merchant_id, coins_cap_pct=coins_cap_pct, settle_after_days=settle_after_days)
+        if payinfo_url is not None:
+            row["payinfo_url"] = payinfo.set_payinfo_url(_platform(), merchant_id, payinfo_url)
     except PiaohaoError as e:
         _fail(e)
     _print(row, as_json)

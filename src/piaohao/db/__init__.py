@@ -11,6 +11,7 @@ from piaohao.db import (  # noqa: F401
     schema_clearing,
     schema_ledger,
     schema_members,
+    schema_payways,
     schema_recon,
     schema_refunds,
 )

@@ -363,3 +363,48 @@ class HoldNotPending(Conflict):
         super().__init__(message or f"hold {hold_id} is {status}", hold_id=hold_id, status=status)
         self.hold_id = hold_id
         self.hold_status = status
+
+
+# --- more ways to pay (quick pay, pull mode) ----------------------------------------------------
+class CardNotFound(NotFound):
+    code = "CARD_NOT_FOUND"
+
+
+class InvalidSmsCode(InvalidInput):
+    """The verification code for binding a card is wrong (the third wrong one fails the card)."""
+
+    code = "INVALID_SMS_CODE"
+
+
+class CardNotActive(Conflict):
+    code = "CARD_NOT_ACTIVE"
+
+
+class PaymentDeclined(Conflict):
+    """The bank refused a bound-card payment; nothing was taken or held."""
+
+    code = "PAYMENT_DECLINED"
+
+
+class PayinfoUnavailable(Unavailable):
+    """The merchant's order system did not answer the PayInfo call in time, or answered 5xx."""
+
+    code = "PAYINFO_UNAVAILABLE"
+
+
+class PayinfoInvalid(Unavailable):
+    """The order system's PayInfo answer is unsigned, wrongly signed or breaks a trade rule."""
+
+    code = "PAYINFO_INVALID"
+
+
+class AgreementNotFound(NotFound):
+    code = "AGREEMENT_NOT_FOUND"
+
+
+class AgreementNotActive(Conflict):
+    code = "AGREEMENT_NOT_ACTIVE"
+
+
+class AgreementLimitExceeded(Conflict):
+    code = "AGREEMENT_LIMIT_EXCEEDED"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from piaohao.domain.composition import INTERNAL_METHODS
 from piaohao.kernel.clock import rfc3339
+from piaohao.kernel.errors import MethodNotAvailable
 from piaohao.platform import Platform
-from piaohao.services import funding
+from piaohao.services import cards, funding
 from piaohao.services.methods import channel_methods
 from piaohao.services.payments import find_trade_by_token, start_payment
 
@@ -14,8 +15,19 @@ INTERNAL_NAMES = {"balance": "Balance", "coins": "Coins", "credit": "Credit line
 
 def cashier_view(p: Platform, token: str) -> dict:
     trade = find_trade_by_token(p, token)
-    methods = [{"method": m.method, "name": m.product.title or m.method, "kind": "channel"}
-               for m in channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"])]
+    methods = []
+    for m in channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"]):
+        if m.product.mandate:
+            continue  # agreement debits are the merchant's, never a buyer's choice
+        entry = {"method": m.method, "name": m.product.title or m.method, "kind": "channel"}
+        if m.product.banks:
+            entry["banks"] = list(m.product.banks)
+        if m.product.card:  # quick pay: offered with the member's active bound cards (bank, last4)
+            bound = cards.active_cards(p, trade["merchant_id"], trade["member_id"]) if trade["member_id"] else []
+            if not bound or trade["purpose"] != "sale":
+                continue
+            entry["cards"] = [{"card_id": c["card_id"], "bank": c["bank"], "last4": c["last4"]} for c in bound]
+        methods.append(entry)
     if trade["member_id"] and trade["purpose"] == "sale":  # a top-up is paid by a channel only
         # Offered by name only: anyone holding the link sees this page, so the member's balances
         # are not shown (the merchant's app shows them to its member: GET /v1/members/{id}).
@@ -25,20 +37,37 @@ def cashier_view(p: Platform, token: str) -> dict:
         "trade_no": trade["trade_no"], "subject": trade["subject"], "amount": trade["amount"],
         "currency": trade["currency"], "status": trade["status"], "member_id": trade["member_id"],
         "expires_at": rfc3339(trade["expires_at"], p.settings.tz), "methods": methods,
+        "pay_url": p.pay_url(token),
     }
 
 
 def pay(p: Platform, token: str, *, method: str | None, components: list[tuple[str, object]] | None,
-        payment_password: str | None, openid: str | None = None, client_ip: str | None = None) -> dict:
+        payment_password: str | None, openid: str | None = None, client_ip: str | None = None,
+        bank: str | None = None, card_id: str | None = None) -> dict:
     """One method for the whole amount, or components. Internal-only: paid at once. With a channel
     part: internal parts held, the buyer sent to the channel's page."""
     trade = find_trade_by_token(p, token)
     parts = funding.parse_parts(p, trade, method, components)
     internal = [x for x in parts if x.internal]
-    if internal:
-        funding.check_password(p, trade, payment_password)
     channel_part = next((x for x in parts if not x.internal), None)
+    card_token = None
+    if channel_part is not None and _is_mandate_method(p, trade, channel_part.method):
+        raise MethodNotAvailable(f"payment method {channel_part.method!r} is not available for this trade")
+    if channel_part is not None and _is_card_method(p, trade, channel_part.method):
+        card_token = cards.card_for_payment(p, trade, card_id)  # the member's card: their password too
+    if internal or card_token:
+        funding.check_password(p, trade, payment_password)
     if channel_part is None:
         return funding.pay_internal_only(p, trade["trade_no"], parts)
     return start_payment(p, token, channel_part.method, parts if internal else None, openid=openid,
-                         client_ip=client_ip)
+                         client_ip=client_ip, bank=bank, card_token=card_token)
+
+
+def _is_mandate_method(p: Platform, trade, method: str) -> bool:
+    return any(m.method == method and m.product.mandate
+               for m in channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"]))
+
+
+def _is_card_method(p: Platform, trade, method: str) -> bool:
+    return any(m.method == method and m.product.card
+               for m in channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"]))

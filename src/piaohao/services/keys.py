@@ -21,6 +21,7 @@ from piaohao.kernel.errors import InvalidRequest
 from piaohao.kernel.sealing import SECRET_KEY_CHARS_MIN, Sealer, SealError
 from piaohao.kernel.settings import Settings
 from piaohao.platform import Platform
+from piaohao.services.operations import _check_operator, audit  # (same layer; avoids a cycle at import)
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,6 @@ def _rotate_column(p: Platform, col: SealedColumn, old: Sealer, new: Sealer) -> 
 
 
 def rotate(p: Platform, new_key: str, *, operator: str | None = None, settings: Settings | None = None) -> dict:
-    from piaohao.services.operations import _check_operator, audit  # (same layer; avoids a cycle at import)
-
     operator = _check_operator(operator)
     settings = settings or p.settings
     if len(new_key) < SECRET_KEY_CHARS_MIN:
@@ -99,7 +98,6 @@ def rotate(p: Platform, new_key: str, *, operator: str | None = None, settings: 
 
 class _Both:
     """Opens values sealed under the current key or the new one (a rotation run again)."""
-
     def __init__(self, old: Sealer, new: Sealer):
         self.old, self.new = old, new
 

@@ -25,7 +25,13 @@ from piaohao.domain import payments as pay_states
 from piaohao.domain import trades as trade_states
 from piaohao.domain.payments import PAYMENT_STATES
 from piaohao.domain.trades import TRADE_STATES
-from piaohao.kernel.errors import ChannelUnavailable, InvalidRequest, TradeNotFound, TradeNotPayable
+from piaohao.kernel.errors import (
+    ChannelUnavailable,
+    InvalidRequest,
+    PaymentDeclined,
+    TradeNotFound,
+    TradeNotPayable,
+)
 from piaohao.kernel.ids import new_id
 from piaohao.kernel.invariants import require
 from piaohao.platform import Platform
@@ -64,12 +70,15 @@ def _stored_action(payment) -> NextAction | None:
 
 
 def start_payment(p: Platform, cashier_token: str, method: str, parts: list | None = None, *,
-                  openid: str | None = None, client_ip: str | None = None) -> dict:
+                  openid: str | None = None, client_ip: str | None = None, bank: str | None = None,
+                  card_token: str | None = None, mandate_no: str | None = None) -> dict:
     """The buyer chose a channel method (with `parts`: alongside held internal parts): open (or
     reuse) a payment record and start it at the channel account that carries the method.
 
     Answers {"next_action": ..., "payment_no": ...} (a redirect also as "redirect_url"), or
-    {"status": "succeeded"} when the channel reports it already paid.
+    {"status": "succeeded"} when the channel reports it already paid. A bound-card product (quick
+    pay, `card_token`) has no next action: {"status": "succeeded" | "processing"}, and a refusal is
+    PAYMENT_DECLINED. An online-banking product needs one of its `banks`.
     """
     trade = find_trade_by_token(p, cashier_token)
     internal = [x for x in parts or () if x.internal]
@@ -77,6 +86,13 @@ def start_payment(p: Platform, cashier_token: str, method: str, parts: list | No
     chosen = methods.resolve(p, trade["merchant_id"], trade["currency"], method, channel_amount)
     if chosen.product.needs_openid and not openid:
         raise InvalidRequest(f"{method} needs the payer's openid")
+    if chosen.product.banks and bank not in chosen.product.banks:
+        raise InvalidRequest(f"{method} needs a bank: one of {', '.join(chosen.product.banks)}")
+    if chosen.product.card and not card_token:
+        raise InvalidRequest(f"{method} needs a bound card (card_id)")
+    if chosen.product.mandate and not mandate_no:
+        raise InvalidRequest(f"{method} is a debit under an agreement, not a buyer's choice")
+    no_buyer = chosen.product.card or chosen.product.mandate  # no page: the channel answers at once
     channel = p.channel(chosen.channel_key)
     now = p.clock.now()
 
@@ -115,11 +131,13 @@ def start_payment(p: Platform, cashier_token: str, method: str, parts: list | No
     stored = _stored_action(payment)
     if payment["status"] == pay_states.PROCESSING and stored is not None:
         return _answer(stored, payment["payment_no"])
+    if payment["status"] == pay_states.PROCESSING and no_buyer:
+        return {"status": "processing", "payment_no": payment["payment_no"]}
     result = channel.create_payment(CreatePayment(
         payment_no=payment["payment_no"], amount=payment["amount"], currency=payment["currency"],
         subject=trade["subject"], expires_at=trade["expires_at"],
         notify_url=p.channel_notify_url(chosen.channel_key), return_url=trade["return_url"], product=method,
-        openid=openid, client_ip=client_ip))
+        openid=openid, client_ip=client_ip, bank=bank, card_token=card_token, mandate_no=mandate_no))
     action = result.next_action or (NextAction(NextActionType.REDIRECT, url=result.redirect_url)
                                     if result.redirect_url else None)
     if result.outcome == Outcome.PENDING and action is not None:
@@ -133,11 +151,20 @@ def start_payment(p: Platform, cashier_token: str, method: str, parts: list | No
                 channel_txn_no=result.channel_txn_no, updated_at=p.clock.now()))
         p.db.write(accepted)
         return _answer(action, payment["payment_no"])
+    if result.outcome == Outcome.PENDING and no_buyer:
+        # The bank took the card payment and will settle it later: notification or active query.
+        p.db.write(lambda conn: conn.execute(update(payments).where(
+            payments.c.payment_no == payment["payment_no"],
+            payments.c.status.in_(PAYMENT_STATES.sources("channel_accepted"))).values(
+            status=pay_states.PROCESSING, channel_txn_no=result.channel_txn_no, updated_at=p.clock.now())))
+        return {"status": "processing", "payment_no": payment["payment_no"]}
     if result.outcome == Outcome.SUCCEEDED:
         apply_channel_result(p, payment["payment_no"], result, source="create")
         return {"status": "succeeded", "payment_no": payment["payment_no"]}
     if result.outcome in (Outcome.FAILED, Outcome.CLOSED):
         apply_channel_result(p, payment["payment_no"], result, source="create")
+        if no_buyer:  # the bank refused the card or the debit; any held parts went back with the attempt
+            raise PaymentDeclined(f"the channel declined the payment: {result.error or result.outcome}")
         raise TradeNotPayable(f"the channel refused the payment: {result.error or result.outcome}")
     log.warning("payment.create_unknown", payment_no=payment["payment_no"], error=result.error)
     raise ChannelUnavailable("the payment channel did not answer; try again")

@@ -3,7 +3,8 @@ run on its own (`standalone.serve_standalone`). Paths below are relative to wher
 
 Signed merchant API (RSA-SHA256 both ways, see `wire`):
   POST /api/pay, /api/query, /api/close, /api/refund, /api/refund/query, /api/payout,
-  /api/payout/query; GET /api/bill?date=YYYY-MM-DD (CSV).
+  /api/payout/query, /api/card/bind, /api/card/confirm, /api/card/unbind (see `bank`);
+  GET /api/bill?date=YYYY-MM-DD (CSV).
   Request headers `Sandbox-Mch-Id`, `Sandbox-Timestamp` (Unix seconds, within 300 s) and
   `Sandbox-Signature` over `METHOD\\nPATH_AND_QUERY\\nTIMESTAMP\\nBODY` (path relative to the
   sandbox base), checked with the merchant's registered public key; a bad one is 401. Every
@@ -30,7 +31,7 @@ from starlette.routing import Route
 
 from piaohao.kernel.clock import Clock
 
-from . import rsa
+from . import mandates, rsa
 from .faults import WIRE_KINDS, Fault
 from .money_ops import refund_trade_key
 from .page import page, settle
@@ -122,11 +123,20 @@ API: dict[str, tuple[str, Handler, Callable[[SandboxService, str, dict], str | N
     "payout": ("POST", _payout, lambda s, m, d: d.get("out_payout_no")),
     "payout_query": ("POST", lambda s, m, d, r: (_ok(s.payout_query(m, d)), False),
                      lambda s, m, d: d.get("out_payout_no")),
+    "card_bind": ("POST", lambda s, m, d, r: (_ok(s.bind_card(m, d)), False), lambda s, m, d: None),
+    "card_confirm": ("POST", lambda s, m, d, r: (_ok(s.confirm_card(m, d)), False), lambda s, m, d: None),
+    "card_unbind": ("POST", lambda s, m, d, r: (_ok(s.unbind_card(m, d)), False), lambda s, m, d: None),
+    "mandate_create": ("POST", lambda s, m, d, r: (_ok(s.create_mandate(m, d)), False), lambda s, m, d: None),
+    "mandate_query": ("POST", lambda s, m, d, r: (_ok(s.query_mandate(m, d)), False), lambda s, m, d: None),
+    "mandate_terminate": ("POST", lambda s, m, d, r: (_ok(s.terminate_mandate(m, d)), False),
+                          lambda s, m, d: None),
     "bill": ("GET", lambda s, m, d, r: (s.bill(m, _bill_date(r)), False), lambda s, m, d: None),
 }
 PATHS = {"pay": "/api/pay", "query": "/api/query", "close": "/api/close", "refund": "/api/refund",
          "refund_query": "/api/refund/query", "payout": "/api/payout", "payout_query": "/api/payout/query",
-         "bill": "/api/bill"}
+         "bill": "/api/bill", "card_bind": "/api/card/bind", "card_confirm": "/api/card/confirm",
+         "card_unbind": "/api/card/unbind", "mandate_create": "/api/mandate/create",
+         "mandate_query": "/api/mandate/query", "mandate_terminate": "/api/mandate/terminate"}
 
 
 def _endpoint(op: str):
@@ -218,6 +228,8 @@ def create_sandbox_app(store: SandboxStore, *, public_base_url: str, clock: Cloc
         Route("/pay/{txn_no}", page, methods=["GET"]),
         Route("/pay/{txn_no}/succeed", settle, methods=["POST"]),
         Route("/pay/{txn_no}/fail", settle, methods=["POST"]),
+        Route("/sign/{mandate_id}", mandates.page, methods=["GET"]),
+        *[Route(f"/sign/{{mandate_id}}/{a}", mandates.act, methods=["POST"]) for a in ("sign", "reject", "terminate")],
     ]
     app = Starlette(routes=routes)
     app.state.sandbox = svc

@@ -12,8 +12,8 @@ a refund or payout, or a refused query), which stays UNKNOWN.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
-from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -23,8 +23,12 @@ import structlog
 
 from piaohao.channels.spi import (
     BillRow,
+    BindCard,
+    CardResult,
     ChannelNotification,
+    CreateMandate,
     CreatePayment,
+    MandateResult,
     NextAction,
     NextActionType,
     NotificationAck,
@@ -40,6 +44,7 @@ from piaohao.channels.spi import types as spi_types
 from piaohao.kernel.clock import Clock, SystemClock
 
 from . import rsa
+from .bank import BANKS
 from .notifications import parse_notification
 from .wire import (
     HEADER_MCH_ID,
@@ -106,7 +111,10 @@ class SandboxChannel:
     """The sandbox channel as the core sees it. Thread-safe (an `httpx.Client` is)."""
 
     name = "sandbox"
-    products = (Product("sandbox", title="Sandbox channel (test payments)"),)
+    products = (Product("sandbox", title="Sandbox channel (test payments)"),
+                Product("netbank", title="Online banking", banks=BANKS),
+                Product("quick", title="Quick pay (bound card)", card=True),
+                Product("agreement", title="Agreement pay (debit under a mandate)", mandate=True))
 
     def __init__(self, base_url: str, mch_id: str, private_key_pem: str, channel_public_key_pem: str, *,
                  timeout_s: float = 5.0, http_client: httpx.Client | None = None, clock: Clock | None = None):
@@ -174,14 +182,23 @@ class SandboxChannel:
         payload = {"out_trade_no": req.payment_no, "amount": req.amount, "currency": req.currency,
                    "subject": req.subject, "notify_url": req.notify_url,
                    "expire_at": req.expires_at.isoformat(), "return_url": req.return_url}
+        if req.bank is not None:
+            payload["bank"] = req.bank
+        if req.card_token is not None:
+            payload["card_token"] = req.card_token
+        if req.mandate_no is not None:
+            payload["mandate_no"] = req.mandate_no
         try:
             answer = self._call("POST", "/api/pay", payload)
         except _Trouble as e:
             return PaymentResult(Outcome.UNKNOWN, error=str(e))
         if answer.status == 200:
             result = self._payment_answer(answer, req.payment_no)
-            if result.outcome == Outcome.PENDING and result.redirect_url:
-                result = replace(result, next_action=NextAction(NextActionType.REDIRECT, url=result.redirect_url))
+            if req.card_token is not None or req.mandate_no is not None:  # no buyer page
+                result = dataclasses.replace(result, redirect_url=None)
+            elif result.outcome == Outcome.PENDING and result.redirect_url:
+                result = dataclasses.replace(
+                    result, next_action=NextAction(NextActionType.REDIRECT, url=result.redirect_url))
             return result
         if answer.status == 401:  # not even read: an earlier try may still have created it
             return PaymentResult(Outcome.UNKNOWN, error=answer.error)
@@ -208,6 +225,63 @@ class SandboxChannel:
         if answer.status == 404 and answer.code == "TRADE_NOT_EXIST":
             return PaymentResult(Outcome.NOT_FOUND, error=answer.error)
         return PaymentResult(Outcome.UNKNOWN, error=answer.error)
+
+    # --- bound cards (quick pay) -----------------------------------------------------------
+
+    CARD_OUTCOMES = {"PENDING": Outcome.PENDING, "ACTIVE": Outcome.SUCCEEDED, "UNBOUND": Outcome.CLOSED}
+
+    def _card(self, path: str, payload: dict) -> CardResult:
+        try:
+            answer = self._call("POST", path, payload)
+        except _Trouble as e:
+            return CardResult(Outcome.UNKNOWN, error=str(e))
+        if answer.status == 200 and answer.data.get("status") in self.CARD_OUTCOMES:
+            d = answer.data
+            return CardResult(self.CARD_OUTCOMES[d["status"]], card_token=d.get("card_token"), bank=d.get("bank"),
+                              last4=d.get("last4"))
+        if 400 <= answer.status < 500 and answer.status != 401:
+            return CardResult(Outcome.FAILED, error=answer.code or answer.error)
+        return CardResult(Outcome.UNKNOWN, error=answer.error)
+
+    def bind_card(self, req: BindCard) -> CardResult:
+        return self._card("/api/card/bind", {"card_no": req.card_no, "holder_name": req.holder_name,
+                                             "id_number": req.id_number, "phone": req.phone})
+
+    def confirm_card(self, card_token: str, sms_code: str) -> CardResult:
+        return self._card("/api/card/confirm", {"card_token": card_token, "sms_code": sms_code})
+
+    def unbind_card(self, card_token: str) -> CardResult:
+        return self._card("/api/card/unbind", {"card_token": card_token})
+
+    # --- mandates (agreement pay) ----------------------------------------------------------
+
+    MANDATE_OUTCOMES = {"WAIT_SIGN": Outcome.PENDING, "SIGNED": Outcome.SUCCEEDED, "REJECTED": Outcome.FAILED,
+                        "TERMINATED": Outcome.CLOSED}
+
+    def _mandate(self, path: str, payload: dict) -> MandateResult:
+        try:
+            answer = self._call("POST", path, payload)
+        except _Trouble as e:
+            return MandateResult(Outcome.UNKNOWN, error=str(e))
+        d = answer.data
+        if answer.status == 200 and d.get("status") in self.MANDATE_OUTCOMES \
+                and d.get("out_mandate_no") == payload["out_mandate_no"]:
+            return MandateResult(self.MANDATE_OUTCOMES[d["status"]], sign_url=d.get("sign_url"),
+                                 channel_mandate_no=d.get("mandate_id"))
+        if answer.status == 404 and answer.code == "MANDATE_NOT_EXIST":
+            return MandateResult(Outcome.NOT_FOUND, error=answer.error)
+        return MandateResult(Outcome.UNKNOWN, error=answer.error)
+
+    def create_mandate(self, req: CreateMandate) -> MandateResult:
+        return self._mandate("/api/mandate/create", {"out_mandate_no": req.mandate_no,
+                                                     "max_amount": req.max_amount_per_debit,
+                                                     "currency": req.currency})
+
+    def query_mandate(self, mandate_no: str) -> MandateResult:
+        return self._mandate("/api/mandate/query", {"out_mandate_no": mandate_no})
+
+    def terminate_mandate(self, mandate_no: str) -> MandateResult:
+        return self._mandate("/api/mandate/terminate", {"out_mandate_no": mandate_no})
 
     # --- refunds ----------------------------------------------------------------------------
 

@@ -40,7 +40,8 @@ def _render(p: dict, svc: SandboxService) -> str:
         )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Sandbox cashier</title></head><body>"
-        f"<h1>Sandbox cashier</h1><p>{e(p['subject'])}</p>"
+        f"<h1>{e(p['bank'] + ' online banking') if p.get('bank') else 'Sandbox cashier'}</h1>"
+        f"<p>{e(p['subject'])}</p>"
         f"<p>Amount: {p['amount']} (minor units, {e(p['currency'])})</p>"
         f"<p>Status: <b>{e(p['status'])}</b></p>{buttons}</body></html>"
     )

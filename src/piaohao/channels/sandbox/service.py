@@ -18,7 +18,9 @@ from sqlalchemy.exc import IntegrityError
 
 from piaohao.kernel.clock import Clock, SystemClock
 
+from . import bank as bank_mod
 from . import bill as bill_mod
+from . import mandates as mandate_mod
 from . import money_ops, rsa
 from .faults import Fault, FaultBook
 from .outbox import enqueue_payment
@@ -125,6 +127,12 @@ class SandboxService:
             "finished_at": format_time(p.finished_at), "page_url": self.page_url(p.txn_no),
         }
 
+    def _with_means(self, conn: Connection, answer: dict) -> dict:
+        means = bank_mod.means_of(self, conn, answer["txn_no"])
+        if means is not None:
+            answer = {**answer, "bank": means.bank, "card_token": means.card_token}
+        return answer
+
     def _by_out_trade_no(self, conn: Connection, mch_id: str, out_trade_no: str):
         p = self.t.payments
         return conn.execute(select(p).where(p.c.mch_id == mch_id, p.c.out_trade_no == out_trade_no)).first()
@@ -157,6 +165,13 @@ class SandboxService:
         notify_url = require_url(data, "notify_url")
         return_url = require_url(data, "return_url", optional=True)
         expire_at = parse_time(data.get("expire_at"), "expire_at")
+        bank = data.get("bank")
+        if bank is not None and bank not in bank_mod.BANKS:
+            raise SandboxError(400, "INVALID_PARAM", f"bank must be one of {', '.join(bank_mod.BANKS)}")
+        card_token = data.get("card_token")
+        card = bank_mod.card_for_payment(self, mch_id, card_token) if card_token is not None else None
+        mandate_no = data.get("mandate_no")
+        debit_ok = mandate_mod.debit_allowed(self, mch_id, mandate_no, amount) if mandate_no is not None else None
         now = self.clock.now()
 
         def existing(conn: Connection) -> dict | None:
@@ -176,16 +191,23 @@ class SandboxService:
                 txn_no=txn_no, mch_id=mch_id, out_trade_no=out_trade_no, amount=amount, refunded_amount=0,
                 currency=currency, subject=subject, notify_url=notify_url, return_url=return_url,
                 status=PAY_WAIT, created_at=now, expire_at=expire_at))
+            bank_mod.record_means(self, conn, txn_no, bank=bank, card_token=card_token, mandate_no=mandate_no)
             log.info("sandbox.payment.created", mch_id=mch_id, out_trade_no=out_trade_no, amount=amount)
             return self.payment_json(self._fresh(conn, self._by_txn_no(conn, txn_no), now))
 
         try:
-            return self.store.write(create)
+            answer = self.store.write(create)
         except IntegrityError:
             # A concurrent twin inserted first (PostgreSQL); answer what it made.
-            found = self.store.write(existing)
-            assert found is not None, "unique violation without a row"
-            return found
+            answer = self.store.write(existing)
+            assert answer is not None, "unique violation without a row"
+        if card is not None and answer["status"] == PAY_WAIT and card.last4 != bank_mod.SLOW_LAST4:
+            # A bound card needs no buyer page: the bank answers at once (declined or paid).
+            settle = self.fail if card.last4 == bank_mod.DECLINED_LAST4 else self.succeed
+            answer = settle(answer["txn_no"])
+        if debit_ok is not None and answer["status"] == PAY_WAIT:  # a debit: no buyer, the channel decides now
+            answer = (self.succeed if debit_ok else self.fail)(answer["txn_no"])
+        return answer
 
     def query(self, mch_id: str, data: dict) -> dict:
         out_trade_no = require_key(data, "out_trade_no")
@@ -227,7 +249,7 @@ class SandboxService:
             row = self._by_txn_no(conn, txn_no)
             if row is None:
                 raise SandboxError(404, "TRADE_NOT_EXIST", "no such payment")
-            return self.payment_json(self._fresh(conn, row, now))
+            return self._with_means(conn, self.payment_json(self._fresh(conn, row, now)))
 
         return self.store.write(work)
 
@@ -297,6 +319,24 @@ class SandboxService:
 
     def payout_query(self, mch_id: str, data: dict) -> dict:
         return money_ops.payout_query(self, mch_id, data)
+
+    def bind_card(self, mch_id: str, data: dict) -> dict:
+        return bank_mod.bind(self, mch_id, data)
+
+    def confirm_card(self, mch_id: str, data: dict) -> dict:
+        return bank_mod.confirm(self, mch_id, data)
+
+    def unbind_card(self, mch_id: str, data: dict) -> dict:
+        return bank_mod.unbind(self, mch_id, data)
+
+    def create_mandate(self, mch_id: str, data: dict) -> dict:
+        return mandate_mod.create(self, mch_id, data)
+
+    def query_mandate(self, mch_id: str, data: dict) -> dict:
+        return mandate_mod.query(self, mch_id, data)
+
+    def terminate_mandate(self, mch_id: str, data: dict) -> dict:
+        return mandate_mod.terminate(self, mch_id, data)
 
     def bill(self, mch_id: str, bill_date: date) -> bytes:
         return bill_mod.render(self, mch_id, bill_date)

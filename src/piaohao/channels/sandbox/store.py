@@ -59,6 +59,9 @@ class SandboxTables:
     notifications: Table
     faults: Table
     bill_marks: Table
+    cards: Table
+    payment_means: Table
+    mandates: Table
 
 
 def build_tables(prefix: str) -> SandboxTables:
@@ -175,7 +178,38 @@ def build_tables(prefix: str) -> SandboxTables:
         Index(None, "txn_no"),
         Index(None, "bill_date"),
     )
-    return SandboxTables(md, merchants, keys, payments, refunds, payouts, notifications, faults, bill_marks)
+    # The sandbox bank's bound cards (quick pay). The bank keeps only what it shows: bank and last4.
+    cards = Table(
+        f"{p}cards", md,
+        Column("card_token", String(ID_LEN_MAX), primary_key=True),
+        Column("mch_id", String(ID_LEN_MAX), nullable=False),
+        Column("bank", String(16), nullable=False),
+        Column("last4", String(4), nullable=False),
+        Column("status", String(16), nullable=False),  # PENDING | ACTIVE | UNBOUND
+        _ts("created_at", False), _ts("updated_at", False),
+    )
+    # How a payment is paid when it is not on the sandbox's own page: a bound card or a bank's page.
+    payment_means = Table(
+        f"{p}payment_means", md,
+        Column("txn_no", String(ID_LEN_MAX), primary_key=True),
+        Column("bank", String(16)),
+        Column("card_token", String(ID_LEN_MAX)),
+        Column("mandate_no", String(KEY_LEN_MAX)),
+    )
+    # Mandates (agreement pay): signed by the buyer on the sandbox's page; never notified.
+    mandates = Table(
+        f"{p}mandates", md,
+        Column("mandate_id", String(ID_LEN_MAX), primary_key=True),
+        Column("mch_id", String(ID_LEN_MAX), nullable=False),
+        Column("out_mandate_no", String(KEY_LEN_MAX), nullable=False),
+        Column("max_amount", BigInteger, nullable=False),
+        Column("currency", String(3), nullable=False),
+        Column("status", String(16), nullable=False),  # WAIT_SIGN | SIGNED | REJECTED | TERMINATED
+        _ts("created_at", False), _ts("updated_at", False),
+        UniqueConstraint("mch_id", "out_mandate_no"),
+    )
+    return SandboxTables(md, merchants, keys, payments, refunds, payouts, notifications, faults, bill_marks, cards,
+                         payment_means, mandates)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,15 @@ provider's wire format and never let provider field names leak into the core.
 from piaohao.channels.spi.types import (
     BillRow,
     BillUnavailable,
+    BindCard,
+    CardChannel,
+    CardResult,
     Channel,
     ChannelNotification,
+    CreateMandate,
     CreatePayment,
+    MandateChannel,
+    MandateResult,
     NextAction,
     NextActionType,
     NotificationAck,
@@ -26,7 +32,9 @@ from piaohao.channels.spi.types import (
 )
 
 __all__ = [
-    "BillRow", "BillUnavailable", "Channel", "ChannelNotification", "CreatePayment", "NextAction", "NextActionType",
+    "BillRow", "BillUnavailable", "BindCard", "CardChannel", "CardResult",
+    "Channel", "ChannelNotification", "CreateMandate", "CreatePayment", "MandateChannel", "MandateResult",
+    "NextAction", "NextActionType",
     "NotificationAck", "NotificationRejected", "Outcome", "PaymentResult", "PayoutChannel", "PayoutRequest",
     "PayoutResult", "Product", "RefundRequest", "RefundResult",
 ]

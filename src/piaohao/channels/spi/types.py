@@ -65,6 +65,9 @@ class Product:
     amount_max_minor: int | None = None
     needs_openid: bool = False
     title: str = ""  # what a buyer reads in the cashier; empty: the name
+    banks: tuple[str, ...] = ()  # online banking: the buyer picks one of these banks (CreatePayment.bank)
+    card: bool = False  # quick pay: paid with a card bound through `CardChannel`, no redirect
+    mandate: bool = False  # agreement pay: debited under a signed mandate (`MandateChannel`), no buyer
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,9 @@ class CreatePayment:
     product: str = ""  # one of the channel's `products`; empty: its default
     openid: str | None = None  # WeChat JSAPI: the payer's openid under our appid
     client_ip: str | None = None  # the buyer's IP, which some products require (WeChat H5)
+    bank: str | None = None  # online banking: one of the product's `banks`
+    card_token: str | None = None  # quick pay: the channel's token of a bound card
+    mandate_no: str | None = None  # agreement pay: our number of the signed mandate
 
 
 @dataclass(frozen=True)
@@ -219,6 +225,75 @@ class Channel(Protocol):
 
     def ack(self, accepted: bool) -> NotificationAck:
         """The answer the channel expects for a notification we processed (or refused)."""
+
+
+@dataclass(frozen=True)
+class BindCard:
+    """A buyer's card to bind for quick pay. The numbers cross this interface once, to the channel,
+    and are never logged; the core keeps them only sealed."""
+
+    card_no: str
+    holder_name: str
+    id_number: str
+    phone: str
+
+    def __repr__(self) -> str:  # never the numbers, even in a traceback
+        return f"BindCard(last4={self.card_no[-4:]!r})"
+
+
+@dataclass(frozen=True)
+class CardResult:
+    """The channel's record of a bound card. SUCCEEDED: active; PENDING: waiting for the SMS code;
+    FAILED: refused (`error` says why; on `confirm_card`, a wrong code); CLOSED: unbound."""
+
+    outcome: Outcome
+    card_token: str | None = None
+    bank: str | None = None
+    last4: str | None = None
+    error: str | None = None
+
+
+class CardChannel(Channel, Protocol):
+    """A channel that binds buyers' cards (quick pay): bind, confirm with the SMS code the bank
+    sent, unbind. A payment with `CreatePayment.card_token` then needs no redirect: the answer is
+    SUCCEEDED, FAILED (declined) or PENDING (the bank settles it later by notification or query)."""
+
+    def bind_card(self, req: BindCard) -> CardResult: ...
+
+    def confirm_card(self, card_token: str, sms_code: str) -> CardResult: ...
+
+    def unbind_card(self, card_token: str) -> CardResult: ...
+
+
+@dataclass(frozen=True)
+class CreateMandate:
+    mandate_no: str  # ours; the channel's merchant agreement number
+    max_amount_per_debit: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class MandateResult:
+    """The channel's record of a mandate. PENDING: waiting for the buyer to sign at `sign_url`;
+    SUCCEEDED: signed (active); FAILED: the buyer refused; CLOSED: terminated (by either side);
+    NOT_FOUND; UNKNOWN. Channels often never notify expiry or a buyer's termination: query."""
+
+    outcome: Outcome
+    sign_url: str | None = None
+    channel_mandate_no: str | None = None
+    error: str | None = None
+
+
+class MandateChannel(Channel, Protocol):
+    """A channel with mandates (agreement pay, 代扣). A payment with `CreatePayment.mandate_no`
+    is a debit with no buyer present: SUCCEEDED, FAILED (refused: over the limit, not signed) or
+    PENDING (settled later by notification or query)."""
+
+    def create_mandate(self, req: CreateMandate) -> MandateResult: ...
+
+    def query_mandate(self, mandate_no: str) -> MandateResult: ...
+
+    def terminate_mandate(self, mandate_no: str) -> MandateResult: ...
 
 
 class PayoutChannel(Channel, Protocol):
