@@ -71,13 +71,31 @@ class ScrubbingFormatter(logging.Formatter):
         return scrub_text(super().format(record))
 
 
+class _CurrentStderr:
+    """Whatever sys.stderr is when a line is written, not when logging was configured: a stream
+    bound at configure time may be closed later (a test's captured stream), and a log call must
+    never fail the operation that logs."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stderr.write(text)
+        except ValueError:  # closed
+            return 0
+
+    def flush(self) -> None:
+        try:
+            sys.stderr.flush()
+        except ValueError:
+            pass
+
+
 def configure(level: str = "INFO") -> None:
     global _configured
     if _configured:
         return
     _configured = True
     numeric = getattr(logging, level, logging.INFO)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_CurrentStderr())
     handler.setFormatter(ScrubbingFormatter("%(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -98,6 +116,6 @@ def configure(level: str = "INFO") -> None:
             scrub,  # the rendered line once more: nothing a field's repr let through
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
         cache_logger_on_first_use=True,
     )

@@ -73,8 +73,6 @@ class WechatPayChannel:
             return PaymentResult(Outcome.FAILED, error="wechatpay.h5 needs the buyer's client_ip")
         if product == "wechatpay.jsapi" and not req.openid:
             return PaymentResult(Outcome.FAILED, error="wechatpay.jsapi needs the payer's openid")
-        if not 1 <= req.amount <= AMOUNT_MAX_FEN:
-            return PaymentResult(Outcome.FAILED, error=f"amount must be 1 to {AMOUNT_MAX_FEN} fen")
         try:
             answer = self.wire.call("POST", PRODUCT_PATHS[product], prepay_body(self.config, req, product))
         except Trouble as e:
