@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime
 
 import structlog
@@ -16,6 +15,7 @@ from piaohao import __version__
 from piaohao.bootstrap import open_database
 from piaohao.kernel.clock import SystemClock
 from piaohao.kernel.errors import PiaohaoError
+from piaohao.kernel.logs import CurrentStderr
 from piaohao.kernel.settings import Settings, SettingsError
 from piaohao.platform import Platform
 
@@ -97,21 +97,11 @@ def _version(show: bool) -> None:
         raise typer.Exit()
 
 
-class _CurrentStderr:
-    """Whatever sys.stderr is when a line is written (a captured stream in tests, the terminal otherwise)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
 def root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
                                       help="Print the version and exit.")) -> None:
     """piaohao: an aggregated payment platform. Every command acts on PIAOHAO_DATABASE_URL;
     `--json` prints the answer as JSON and nothing else."""
-    if not structlog.is_configured():
-        # Only where nothing set logging up yet (serve and worker do, in kernel/logs.py): structured
-        # log lines go to stderr, never to stdout, which carries the command's answer alone.
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()))
+    # Always, not only when nothing configured structlog yet: a partial configuration made
+    # elsewhere (structlog's capture_logs, say) keeps the default factory, which prints to
+    # stdout. Log lines go to stderr; stdout carries the command's answer alone.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=CurrentStderr()))

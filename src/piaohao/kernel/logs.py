@@ -20,7 +20,7 @@ import sys
 
 import structlog
 
-__all__ = ["configure", "scrub", "scrub_text", "ScrubbingFormatter"]
+__all__ = ["configure", "scrub", "scrub_text", "ScrubbingFormatter", "CurrentStderr"]
 
 _configured = False
 REDACTED = "[redacted]"
@@ -71,7 +71,7 @@ class ScrubbingFormatter(logging.Formatter):
         return scrub_text(super().format(record))
 
 
-class _CurrentStderr:
+class CurrentStderr:
     """Whatever sys.stderr is when a line is written, not when logging was configured: a stream
     bound at configure time may be closed later (a test's captured stream), and a log call must
     never fail the operation that logs."""
@@ -95,7 +95,7 @@ def configure(level: str = "INFO") -> None:
         return
     _configured = True
     numeric = getattr(logging, level, logging.INFO)
-    handler = logging.StreamHandler(_CurrentStderr())
+    handler = logging.StreamHandler(CurrentStderr())
     handler.setFormatter(ScrubbingFormatter("%(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -116,6 +116,6 @@ def configure(level: str = "INFO") -> None:
             scrub,  # the rendered line once more: nothing a field's repr let through
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
+        logger_factory=structlog.PrintLoggerFactory(file=CurrentStderr()),
         cache_logger_on_first_use=True,
     )
