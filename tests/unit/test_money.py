@@ -34,3 +34,14 @@ def test_allocate_refuses_nonsense():
     for args in ((-1, [1]), (1, []), (1, [0, 0]), (1, [-1, 2])):
         with pytest.raises(ValueError):
             allocate(*args)
+
+
+def test_format_major_is_exact_for_every_exponent():
+    from piaohao.kernel.money import format_major
+
+    assert format_major(1999, "CNY") == "19.99"
+    assert format_major(5, "CNY") == "0.05"
+    assert format_major(-5, "CNY") == "-0.05"
+    assert format_major(123456789, "CNY") == "1,234,567.89"
+    assert format_major(500, "JPY") == "500"
+    assert format_major(10**15, "CNY") == "10,000,000,000,000.00"  # no float rounding at the cap

@@ -20,6 +20,7 @@ from piaohao.api import settlement as settlement_api
 from piaohao.api.gateway import GatewayMiddleware
 from piaohao.api.limits import LimitsMiddleware
 from piaohao.platform import Platform
+from piaohao.web.assets import STATIC_PATH, static_files
 
 DESCRIPTION = """The piaohao merchant API. Every `/v1` call is signed: headers `X-App-Id`, `X-Timestamp`
 (Unix seconds), `X-Nonce` (16-64 chars, single use) and `X-Signature` =
@@ -64,6 +65,7 @@ def create_app(p: Platform, *, extra_mounts: dict | None = None) -> FastAPI:
                                 status_code=404)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.mount(STATIC_PATH, static_files(), name="static")  # CSS, scripts, images: shipped, never a CDN
     for path, sub in (extra_mounts or {}).items():
         app.mount(path, sub)
     app.add_middleware(LimitsMiddleware)  # inside the gateway: its refusals carry X-Request-Id and are logged

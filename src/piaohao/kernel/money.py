@@ -44,3 +44,12 @@ def allocate(total_minor: int, weights: list[int] | list[Decimal]) -> list[int]:
         floors[i] += 1
     require(sum(floors) == total_minor, "largest remainder must conserve the total")
     return floors
+
+
+def format_major(amount_minor: int, currency: str) -> str:
+    """1999 CNY -> "19.99", 500 JPY -> "500", -5 CNY -> "-0.05": exact, by integer arithmetic."""
+    require(type(amount_minor) is int, "format_major takes integer minor units")
+    exponent = CURRENCY_EXPONENT.get(currency, 2)
+    sign = "-" if amount_minor < 0 else ""
+    whole, part = divmod(abs(amount_minor), 10**exponent)
+    return f"{sign}{whole:,}" + (f".{part:0{exponent}d}" if exponent else "")
