@@ -142,3 +142,26 @@ def _up(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_third_party_lines_are_json_like_ours_and_scrubbed(tmp_path):
+    # Alembic and httpx log through the standard library: their lines must parse as JSON too, so a
+    # log pipeline reads one format (issue 17), and pass the same scrubber.
+    script = textwrap.dedent(f"""
+        import logging, structlog
+        from piaohao.kernel.logs import configure
+        from piaohao.db.database import Database
+        from piaohao.db.migrate import upgrade
+        configure("INFO")
+        upgrade(Database("sqlite:///{tmp_path}/m.db"))
+        logging.getLogger("httpx").info("HTTP Request: POST https://x/%s", "{BANK_NUMBER}")
+        structlog.get_logger("ours").info("ours.line", n=1)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    loggers = {line.get("logger") for line in lines}
+    assert any(str(name).startswith("alembic") for name in loggers), lines
+    assert "httpx" in loggers and any(line.get("event") == "ours.line" for line in lines)
+    assert BANK_NUMBER not in done.stderr and "****0001" in done.stderr

@@ -14,9 +14,11 @@ quotes a value.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
+from datetime import UTC, datetime
 
 import structlog
 
@@ -65,10 +67,20 @@ def scrub(_logger, _method, event_dict):
 
 
 class ScrubbingFormatter(logging.Formatter):
-    """The standard library's lines (uvicorn, SQLAlchemy, alembic), tracebacks included, scrubbed."""
+    """The standard library's lines (uvicorn, SQLAlchemy, alembic, httpx), tracebacks included, as
+    the same JSON lines as ours, scrubbed: one format on stderr, whoever wrote the line. Any format
+    string given is ignored (callers pass one for the plain formatter this replaces)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return scrub_text(super().format(record))
+        event = {
+            "event": record.getMessage(),
+            "logger": record.name,
+            "level": record.levelname.lower(),
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+        }
+        if record.exc_info:
+            event["exception"] = self.formatException(record.exc_info)
+        return scrub_text(json.dumps(scrub(None, None, event), default=str, ensure_ascii=False))
 
 
 class CurrentStderr:
