@@ -64,11 +64,26 @@ def test_a_day_without_faults_reconciles_with_zero_findings_on_both_engines(make
     r = refund(m, t1, "R1", 200)
     assert r.status_code in (200, 201), r.text
     assert wait_refund(m, r.json()["refund_no"], "succeeded")
+    steps = StepRecorder()
     for engine in ("python", "duckdb"):
-        res = run_day(running.platform, _today(running), engine=engine)
+        res = run_day(running.platform, _today(running), engine=engine, progress=steps)
         assert res.findings == [] and res.summary == {} and res.errors == [], res.as_dict()
         assert res.matched == 3 and res.channels == ["sandbox"] and res.engine == engine
     assert _finding_count(running) == 0 and ledger.check(running.platform.db) == []
+    day = _today(running).isoformat()  # what `recon run`'s progress bar shows, per run
+    one_run = [("start", f"recon {day}", 2), ("advance", "sandbox"), ("advance", "record checks and rules")]
+    assert steps.calls == one_run * 2
+
+
+class StepRecorder:
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def start(self, label, total):
+        self.calls.append(("start", label, total))
+
+    def advance(self, step):
+        self.calls.append(("advance", step))
 
 
 def test_each_sandbox_bill_fault_is_exactly_its_finding_and_reruns_add_none(make_platform, receiver):

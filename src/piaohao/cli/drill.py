@@ -6,6 +6,7 @@ import json
 
 import typer
 
+from piaohao.cli.progress import bar
 from piaohao.drills.scenarios import SCENARIOS, run_scenarios
 from piaohao.kernel.logs import configure
 
@@ -31,7 +32,8 @@ def drill_run(names: list[str] = typer.Argument(..., help="scenario names, or al
     """Run scenarios; exit 0 only when every verdict is pass."""
     configure("WARNING")  # the platforms' logs go to stderr; stdout is the report
     try:
-        results = run_scenarios(names, seed=seed, database_url=database_url, keep=keep)
+        with bar() as progress:
+            results = run_scenarios(names, seed=seed, database_url=database_url, keep=keep, progress=progress)
     except KeyError as e:
         typer.echo(f"error: unknown scenario {e}", err=True)
         raise typer.Exit(2) from None

@@ -10,6 +10,7 @@ import typer
 
 from piaohao.bootstrap import assemble
 from piaohao.cli.common import _fail, _platform, _print, _settings
+from piaohao.cli.progress import bar
 from piaohao.kernel.errors import PiaohaoError
 from piaohao.recon import findings as queue
 from piaohao.recon import rules as custom
@@ -49,7 +50,9 @@ def run(day: str = typer.Option(..., "--date", help="business day YYYY-MM-DD"),
         settings = settings.with_(base_url=DEFAULT_SERVE_URL)
     assembly = assemble(settings, with_api=False)
     try:
-        result = run_day(assembly.platform, _day(day), channel=channel, bill_file=bill_file, engine=engine)
+        with bar() as progress:
+            result = run_day(assembly.platform, _day(day), channel=channel, bill_file=bill_file, engine=engine,
+                             progress=progress)
     except PiaohaoError as e:
         _fail(e)
     finally:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from piaohao.drills.harness import Drill, drill_platform, wait_until
+from piaohao.kernel.progress import SILENT, Progress
 from piaohao.recon import findings as queue
 from piaohao.services.settlement import run as settle_run
 
@@ -290,15 +291,20 @@ def _run_one(d: Drill, s: Scenario, seed: int) -> dict:
     return out
 
 
-def run_scenarios(names: list[str], *, seed: int = 1, database_url: str | None = None, keep: bool = False
-                  ) -> list[dict]:
+def run_scenarios(names: list[str], *, seed: int = 1, database_url: str | None = None, keep: bool = False,
+                  progress: Progress = SILENT) -> list[dict]:
     chosen = SCENARIOS if names == ["all"] else [s for s in SCENARIOS if s.name in names]
     unknown = set(names) - {s.name for s in SCENARIOS} - {"all"}
     if unknown:
         raise KeyError(", ".join(sorted(unknown)))
     d = drill_platform(database_url)
     try:
-        return [_run_one(d, s, seed) for s in chosen]
+        progress.start("drills", len(chosen))
+        results = []
+        for s in chosen:
+            results.append(_run_one(d, s, seed))
+            progress.advance(f"{s.name}: {results[-1]['verdict']}")
+        return results
     finally:
         d.close()
         if d.folder and not keep:

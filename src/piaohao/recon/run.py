@@ -24,6 +24,7 @@ from piaohao.db.schema_recon import recon_findings, recon_runs
 from piaohao.db.schema_refunds import refunds
 from piaohao.kernel.clock import to_utc
 from piaohao.kernel.ids import new_id
+from piaohao.kernel.progress import SILENT, Progress
 from piaohao.platform import Platform
 from piaohao.recon import bills as bill_store
 from piaohao.recon import checks, findings, rules
@@ -209,7 +210,7 @@ def _save(p: Platform, kind: str, day: str | None, channels: list[str], engine: 
 
 
 def run_day(p: Platform, day: date, *, channel: str | None = None, bill_file: str | None = None,
-            engine: str = "auto") -> RunResult:
+            engine: str = "auto", progress: Progress = SILENT) -> RunResult:
     """Reconcile one business day (see module doc)."""
     t0 = _time.perf_counter()
     started = p.clock.now()
@@ -220,7 +221,9 @@ def run_day(p: Platform, day: date, *, channel: str | None = None, bill_file: st
     matched = in_flight = 0
     errors: list[str] = []
     used = "python"
+    progress.start(f"recon {day.isoformat()}", len(chans) + 1)
     for ch in chans:
+        progress.advance(ch)
         try:
             rows: Iterable[BillRow] = (bill_store.read_bill_file(bill_file) if bill_file
                                        else p.channel(ch).download_bill(day))
@@ -236,6 +239,7 @@ def run_day(p: Platform, day: date, *, channel: str | None = None, bill_file: st
         found += got
         matched += res.matched + more
         in_flight += waiting
+    progress.advance("record checks and rules")
     start, _end = day_bounds(p, day)
     found += [Finding(f.cls, f.subject_type, f.subject_id, f.channel, f.expected, f.actual, f.details,
                       f.business_date or day.isoformat(), f.facet)
