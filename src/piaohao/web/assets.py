@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.staticfiles import StaticFiles
 
 from piaohao import __version__
@@ -12,6 +12,9 @@ from piaohao.kernel.money import format_major
 
 STATIC_PATH = "/static"
 _STATIC_DIR = Path(__file__).parent / "static"
+# A path, not PackageLoader: that one refuses to build when the folder is missing (git keeps no
+# empty folder), and an app that cannot build serves nothing, pages or API.
+_TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 
 def _money(amount_minor: int, currency: str = "CNY") -> str:
@@ -21,7 +24,7 @@ def _money(amount_minor: int, currency: str = "CNY") -> str:
 
 
 templates = Environment(
-    loader=PackageLoader("piaohao.web", "templates"),
+    loader=FileSystemLoader(_TEMPLATES_DIR),
     autoescape=select_autoescape(("html", "xml"), default_for_string=True),
     trim_blocks=True,
     lstrip_blocks=True,
