@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import UTC, datetime
 
 import httpx
+import pytest
 
+from piaohao.kernel.clock import FakeClock
+from piaohao.web.cashier import qr_svg
 from tests.api.test_gateway import trade_body
 from tests.e2e.test_member_payments import fund_balance, grant_coins, new_member
 from tests.e2e.test_payments import succeed, wait_status
+from tests.e2e.test_real_channels import connect_wechatpay
 
 PASSWORD = "246810"
 RETURN_URL = "https://shop.example/orders/42/done"
@@ -52,6 +57,9 @@ def test_the_page_shows_money_subject_time_left_and_a_form_per_method(running):
     assert 'id="form-sandbox"' in page and 'id="form-netbank"' in page and 'name="bank"' in page
     assert len(_pay_buttons(page)) == 2  # sandbox, netbank (no member: no member methods, no cards)
     assert '/static/cashier.js' in page and "/static/piaohao.css" in page
+    # A page that takes passwords: not framed by other sites, not kept by the browser.
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    assert r.headers["cache-control"] == "no-store"
 
 
 def test_a_succeeded_trade_shows_paid_and_no_pay_button(running):
@@ -161,3 +169,30 @@ def test_an_unknown_payment_page_says_so_in_words(running):
     assert r.status_code == 404 and "There is no payment at this address" in r.text
     assert httpx.get(running.url + "/cashier/no-such-token", headers={"Accept": "application/json"},
                      timeout=30).json()["code"] == "TRADE_NOT_FOUND"
+
+
+@pytest.fixture
+def wechatpay(make_platform):
+    """A platform whose merchant has a WeChat Pay account at the protocol-faithful fake."""
+    clock = FakeClock(datetime.now(UTC))
+    running = make_platform(clock=clock)
+    m = running.merchant()
+    connected = connect_wechatpay(running, m.merchant_id, clock)
+    yield running, m, connected
+    for close in connected.closers:
+        close()
+
+
+def test_wechatpay_native_shows_the_code_url_as_an_inline_svg_qr_code(wechatpay):
+    running, m, ch = wechatpay
+    trade = _trade(m)
+    assert 'id="form-wechatpay-native"' in _page(trade).text
+    assert 'id="form-wechatpay-jsapi"' not in _page(trade).text  # runs inside WeChat only, not in this page
+    r = _form(trade, form="wechatpay-native", method="wechatpay.native")
+    assert r.status_code == 200, r.text
+    code_url = httpx.post(trade["pay_url"] + "/pay", json={"method": "wechatpay.native"},
+                          timeout=30).json()["next_action"]["code_url"]
+    assert code_url.startswith("weixin://")
+    assert f'data-code-url="{code_url}"' in r.text
+    assert qr_svg(code_url) in r.text and "<img" not in r.text  # drawn here, inline: no image service
+    assert qr_svg(code_url) != qr_svg(code_url + "x")

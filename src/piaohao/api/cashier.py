@@ -26,6 +26,19 @@ router = APIRouter(prefix="/cashier", tags=["cashier"])
 COMPONENTS_MAX = 4
 
 
+# The cashier's pages take payment passwords: never framed by another site (clickjacking), scripts
+# and fetches from ourselves only, and never kept by the browser, so Back shows the trade as it is now.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY", "Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def _html(body: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status_code, headers=PAGE_HEADERS)
+
+
 def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
@@ -41,8 +54,8 @@ def _show(token: str, request: Request, p: Platform):
     try:
         view = cashier.page_view(p, token)
     except PiaohaoError as exc:
-        return HTMLResponse(pages.problem_page(exc), status_code=status_of(exc))
-    return HTMLResponse(pages.cashier_page(view))
+        return _html(pages.problem_page(exc), status_of(exc))
+    return _html(pages.cashier_page(view))
 
 
 def _parse_payinfo(data: dict) -> NewTrade:
@@ -58,7 +71,7 @@ def order_page(app_id: str, out_trade_no: str, request: Request, p: Platform = D
     except PiaohaoError as exc:
         if _wants_json(request):
             raise
-        return HTMLResponse(pages.problem_page(exc), status_code=status_of(exc))
+        return _html(pages.problem_page(exc), status_of(exc))
     return _show(trade["cashier_token"], request, p)
 
 
@@ -101,15 +114,15 @@ def _pay_form(token: str, form, client_ip: str | None, p: Platform):
         try:
             view = cashier.page_view(p, token)
         except PiaohaoError as missing:
-            return HTMLResponse(pages.problem_page(missing), status_code=status_of(missing))
-        return HTMLResponse(pages.cashier_page(view, error=pages.error_text(exc, view), error_form=form_id),
-                            status_code=status_of(exc))
+            return _html(pages.problem_page(missing), status_of(missing))
+        return _html(pages.cashier_page(view, error=pages.error_text(exc, view), error_form=form_id),
+                     status_of(exc))
     action = answer.get("next_action") or {}
     if action.get("type") == "redirect":
         return RedirectResponse(action["url"], status_code=303)
     if action.get("type") == "qr_code":
         view = cashier.page_view(p, token)
-        return HTMLResponse(pages.qr_page(view, action["code_url"], asked.method or ""))
+        return _html(pages.qr_page(view, action["code_url"], asked.method or ""))
     # Paid at once, processing (a bound card), or an action a browser page cannot take: the result
     # page shows the trade's real state.
     return RedirectResponse(f"/cashier/{token}/result", status_code=303)
@@ -121,5 +134,5 @@ def result(token: str, p: Platform = Depends(platform)):
     try:
         view = cashier.page_view(p, token)
     except PiaohaoError as exc:
-        return HTMLResponse(pages.problem_page(exc), status_code=status_of(exc))
-    return HTMLResponse(pages.result_page(view), headers={"Cache-Control": "no-store"})
+        return _html(pages.problem_page(exc), status_of(exc))
+    return _html(pages.result_page(view))

@@ -111,7 +111,7 @@ def _forms(view: dict) -> list[Form]:
         label = LABELS.get(m["method"], m["name"])
         if m["kind"] == "channel":
             kind = "bank" if m.get("banks") else "card" if m.get("cards") else "channel"
-            forms.append(Form(m["method"], label, kind, m["method"], banks=m.get("banks", []),
+            forms.append(Form(_form_id(m["method"]), label, kind, m["method"], banks=m.get("banks", []),
                               cards=m.get("cards", [])))
         elif m["method"] != "coins" or view["coins_cap_minor"] >= view["amount"]:
             forms.append(Form(m["method"], label, "member", m["method"]))
@@ -121,6 +121,11 @@ def _forms(view: dict) -> list[Form]:
         if rest:
             forms.append(Form("combo", "Coins + another way", "combo", rest_methods=rest))
     return forms
+
+
+def _form_id(method: str) -> str:
+    """An HTML id (and CSS selector) for a method's form: `wechatpay.native` -> `wechatpay-native`."""
+    return method.replace(".", "-")
 
 
 def cashier_page(view: dict, *, error: str = "", error_form: str = "") -> str:
@@ -143,7 +148,7 @@ def qr_page(view: dict, code_url: str, method: str) -> str:
 def result_page(view: dict) -> str:
     state = page_state(view)
     heading, sentence = {
-        "paid": ("Payment received", "The payment service confirmed your payment."),
+        "paid": ("Payment received", "Your payment is confirmed. Thank you."),
         "payable": ("Waiting for confirmation",
                     "We are waiting for the payment service to confirm your payment. This page updates by itself."),
     }.get(state) or STATES[state]
