@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from piaohao.domain.composition import INTERNAL_METHODS
-from piaohao.kernel.clock import rfc3339
+from sqlalchemy import select
+
+from piaohao.db.schema import merchants
+from piaohao.domain.composition import INTERNAL_METHODS, coins_cap
+from piaohao.kernel.clock import rfc3339, to_utc
 from piaohao.kernel.errors import MethodNotAvailable
 from piaohao.platform import Platform
 from piaohao.services import cards, funding
@@ -39,6 +42,27 @@ def cashier_view(p: Platform, token: str) -> dict:
         "expires_at": rfc3339(trade["expires_at"], p.settings.tz), "methods": methods,
         "pay_url": p.pay_url(token),
     }
+
+
+def page_view(p: Platform, token: str) -> dict:
+    """What the cashier's HTML page needs beyond the JSON twin (which stays as API.md fixes it):
+    the seconds left before the trade expires (by the platform's clock, so the page never trusts
+    the buyer's), where to send the buyer once paid, the most coins may pay, and which channel
+    methods need an app the page cannot be (WeChat JSAPI runs inside WeChat only)."""
+    view = cashier_view(p, token)
+    trade = find_trade_by_token(p, token)
+    seconds_left = int((to_utc(trade["expires_at"]) - to_utc(p.clock.now())).total_seconds())
+    in_app = {m.method for m in channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"])
+              if m.product.needs_openid}
+    cap_minor = 0
+    if any(m["method"] == "coins" for m in view["methods"]):
+        with p.db.read() as conn:
+            cap_pct = conn.execute(select(merchants.c.coins_cap_pct).where(
+                merchants.c.merchant_id == trade["merchant_id"])).scalar_one()
+        cap_minor = coins_cap(trade["amount"], cap_pct)
+    return {**view, "token": token, "return_url": trade["return_url"], "seconds_left": max(0, seconds_left),
+            "coins_cap_minor": cap_minor, "purpose": trade["purpose"],
+            "methods": [m for m in view["methods"] if m["method"] not in in_app]}
 
 
 def pay(p: Platform, token: str, *, method: str | None, components: list[tuple[str, object]] | None,

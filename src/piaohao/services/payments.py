@@ -136,7 +136,10 @@ def start_payment(p: Platform, cashier_token: str, method: str, parts: list | No
     result = channel.create_payment(CreatePayment(
         payment_no=payment["payment_no"], amount=payment["amount"], currency=payment["currency"],
         subject=trade["subject"], expires_at=trade["expires_at"],
-        notify_url=p.channel_notify_url(chosen.channel_key), return_url=trade["return_url"], product=method,
+        notify_url=p.channel_notify_url(chosen.channel_key),
+        # The buyer comes back to our result page, which waits for the channel's notification or
+        # query (a return proves nothing) and only then sends the buyer on to the merchant's return_url.
+        return_url=p.pay_url(cashier_token) + "/result", product=method,
         openid=openid, client_ip=client_ip, bank=bank, card_token=card_token, mandate_no=mandate_no))
     action = result.next_action or (NextAction(NextActionType.REDIRECT, url=result.redirect_url)
                                     if result.redirect_url else None)
