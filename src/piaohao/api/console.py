@@ -19,6 +19,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
@@ -102,8 +103,11 @@ def _when(p: Platform):
     def fmt(value) -> str:
         if value is None:
             return "-"
-        if isinstance(value, str):
-            return value.replace("T", " ")
+        if isinstance(value, str):  # some use cases answer RFC 3339 text already
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                return value
         return (rfc3339(value, tz) or "-").replace("T", " ")
 
     return fmt

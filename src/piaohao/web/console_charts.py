@@ -29,7 +29,7 @@ __all__ = ["DAYS", "Chart", "bar_chart", "console_charts"]
 
 DAYS = 14
 ROWS_MAX = 200_000
-WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 640, 200, 64, 28, 12
+WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 640, 220, 84, 32, 14
 
 
 @dataclass
@@ -108,14 +108,14 @@ def bar_chart(labels: list[date], values: list[int | None], *, fmt, top: int | N
     parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" xmlns="http://www.w3.org/2000/svg">',
              f'<line x1="{PAD_LEFT}" y1="{PAD_TOP + plot_h}" x2="{WIDTH - 8}" y2="{PAD_TOP + plot_h}" '
              'stroke="#888" stroke-width="1"/>',
-             f'<text x="{PAD_LEFT - 6}" y="{PAD_TOP + 10}" text-anchor="end" font-size="11" fill="#333">'
+             f'<text x="{PAD_LEFT - 6}" y="{PAD_TOP + 12}" text-anchor="end" font-size="14" fill="#333">'
              f'{escape(fmt(top))}</text>',
-             f'<text x="{PAD_LEFT - 6}" y="{PAD_TOP + plot_h}" text-anchor="end" font-size="11" fill="#333">'
+             f'<text x="{PAD_LEFT - 6}" y="{PAD_TOP + plot_h}" text-anchor="end" font-size="14" fill="#333">'
              f'{escape(fmt(0))}</text>']
     for i, (day, value) in enumerate(zip(labels, values, strict=True)):
         x = PAD_LEFT + i * step
         if i % 2 == 0 or len(values) <= 8:
-            parts.append(f'<text x="{x + step / 2:.1f}" y="{HEIGHT - 8}" text-anchor="middle" font-size="10" '
+            parts.append(f'<text x="{x + step / 2:.1f}" y="{HEIGHT - 10}" text-anchor="middle" font-size="13" '
                          f'fill="#333">{day.strftime("%m-%d")}</text>')
         if value is None:
             continue
