@@ -11,10 +11,9 @@ from sqlalchemy import select
 from piaohao.alerts import raise_alert_now
 from piaohao.db.schema import alerts, apps, audit_log
 from piaohao.db.schema_console import operator_sessions, operators
-from piaohao.kernel.settings import Settings
+from piaohao.domain.bank_accounts import BankAccount
 from piaohao.services import operators as ops
 from piaohao.services.sub_merchants import NewSubMerchant, create_sub_merchant
-from piaohao.domain.bank_accounts import BankAccount
 from tests.api.test_gateway import trade_body
 from tests.console.helpers import ConsoleUser, add, signed_in
 
@@ -227,7 +226,7 @@ def test_no_page_shows_a_secret_a_password_hash_or_a_full_bank_number(console):
         "/console/", "/console/queue", "/console/trades", "/console/members", "/console/sub-merchants",
         "/console/payouts", "/console/refunds", "/console/settlement", "/console/audit", "/console/operators"))
     secrets = [*app_secrets, *hashes, *sessions, user.http.cookies.get("piaohao_console"),
-               Settings.from_env({}).with_(secret_key=console.settings.secret_key).secret_key,
+               console.settings.secret_key,
                "6222020200112233445", "110101199003070011"]
     for secret in secrets:
         assert secret and secret not in pages
