@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from piaohao.alerts import raise_alert_now
-from piaohao.db.schema import alerts, apps, audit_log
+from piaohao.db.schema import alerts, apps, audit_log, trades
 from piaohao.db.schema_console import operator_sessions, operators
 from piaohao.domain.bank_accounts import BankAccount
 from piaohao.services import operators as ops
@@ -232,3 +232,23 @@ def test_no_page_shows_a_secret_a_password_hash_or_a_full_bank_number(console):
         assert secret and secret not in pages
     assert "***************3445" in pages and "Sock Stall" in pages
     assert re.search(r"110\*+0011", pages)
+
+
+def test_the_console_keeps_the_body_limit_and_its_bare_path_leads_to_it(console):
+    user = ConsoleUser(console)
+    r = user.http.post("/console/login", data={"name": "x" * (70 * 1024), "password": "y"})
+    assert r.status_code == 413  # the limits middleware runs before the console, as for every unsigned door
+    bare = user.get("/console")
+    assert bare.status_code in (307, 308) and bare.headers["location"].endswith("/console/")
+
+
+def test_the_overview_charts_the_money_paid_per_day(console):
+    p = console.platform
+    m = console.merchant()
+    trade = m.call("POST", "/v1/trades", trade_body("C1", 1999)).json()
+    p.db.write(lambda conn: conn.execute(update(trades).where(trades.c.trade_no == trade["trade_no"]).values(
+        status="succeeded", paid_at=p.clock.now())))
+    page = signed_in(console, "vera", "viewer").get("/console/").text
+    assert page.count("<svg") == 4
+    assert "¥19.99</title>" in page  # the bar of today, labelled with its amount
+    assert ": 100%</title>" in page  # one decided trade, succeeded

@@ -20,6 +20,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -42,7 +43,6 @@ SIGNIN_LOCK_S = 900
 SESSION_IDLE_S = 30 * 60
 SESSION_ABSOLUTE_S = 12 * 3600
 SESSION_TOUCH_S = 60  # last_seen_at is rewritten at most this often (not on every page)
-_DUMMY_HASH = hash_password("not-a-password-0")  # wrong names cost the same scrypt work as wrong passwords
 _o, _s = operators.c, operator_sessions.c
 
 
@@ -58,6 +58,12 @@ class Operator:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash to check unknown names against: they cost the same scrypt work as wrong passwords."""
+    return hash_password(secrets.token_urlsafe(PASSWORD_BYTES))
 
 
 def _token_hash(token: str) -> str:
@@ -108,7 +114,7 @@ def sign_in(p: Platform, name: str, password: str) -> tuple[Operator, str]:
     with p.db.read() as conn:
         row = conn.execute(select(operators).where(_o.name == name)).mappings().first() if name else None
     if row is None or row["status"] != "active":
-        password_matches(password or "-", _DUMMY_HASH)  # the same work as a known name
+        password_matches(password or "-", _dummy_hash())  # the same work as a known name
         raise SignInRefused("wrong name or password")
     if row["locked_until"] is not None and row["locked_until"] > now:
         raise OperatorLocked("too many wrong passwords: sign-in is locked for a while; ask an admin or wait")
