@@ -13,11 +13,13 @@ from piaohao.cli import app as cli
 from piaohao.db.schema import audit_log, outbox_events
 from piaohao.db.schema_console import operators
 from piaohao.db.schema_recon import recon_findings
+from piaohao.db.schema_refunds import refunds
 from piaohao.recon.findings import Finding, record
 from piaohao.services import notifications
 from piaohao.services.operators import sign_in
 from tests.conftest import TEST_SECRET_KEY
 from tests.console.helpers import signed_in
+from tests.refunds.helpers import paid_trade, refund
 
 
 def _audit(running, action: str) -> list[dict]:
@@ -102,3 +104,23 @@ def test_operators_add_shows_the_password_once_and_keeps_only_its_hash(console, 
     rows = json.loads(listed.stdout.strip().splitlines()[-1])
     assert [(r["name"], r["role"]) for r in rows] == [("ada", "admin")]
     assert "scrypt" not in listed.stdout and made["password"] not in listed.stdout
+
+
+def test_an_operator_retries_a_parked_refund_from_the_queue(console, receiver):
+    p, m = console.platform, console.merchant()
+    trade = paid_trade(m, receiver, amount=100)
+    console.assembly.sandbox_service.set_fault("refund", "error", count=1)
+    no = refund(m, trade, "R1", 100).json()["refund_no"]
+    p.db.write(lambda conn: conn.execute(update(refunds).where(refunds.c.refund_no == no).values(
+        parked_at=p.clock.now(), next_attempt_at=None, channel_calls=9)))
+    user = signed_in(console, "olga", "operator")
+    assert f'action="/console/refunds/{no}/retry"' in user.get("/console/queue").text
+    assert f'action="/console/refunds/{no}/retry"' in user.get("/console/refunds?parked=true").text
+    r = user.post(f"/console/refunds/{no}/retry", {"note": "bank is back", "back": "/console/refunds?parked=true"})
+    assert r.status_code == 303 and r.headers["location"] == "/console/refunds?parked=true&done=refund.retry"
+    with p.db.read() as conn:
+        row = conn.execute(select(refunds).where(refunds.c.refund_no == no)).mappings().one()
+    assert row["parked_at"] is None and row["next_attempt_at"] is not None
+    [entry] = _audit(console, "refund.retry")
+    assert entry["operator"] == "olga" and entry["object_id"] == no and entry["note"] == "bank is back"
+    assert user.post(f"/console/refunds/{no}/retry", {}).status_code == 409  # not parked any more
