@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from piaohao.cli import app as cli
 from piaohao.db.schema import audit_log, outbox_events
 from piaohao.db.schema_console import operators
+from piaohao.db.schema_members import disbursements
 from piaohao.db.schema_recon import recon_findings
 from piaohao.db.schema_refunds import refunds
 from piaohao.recon.findings import Finding, record
@@ -19,6 +20,7 @@ from piaohao.services import notifications
 from piaohao.services.operators import sign_in
 from tests.conftest import TEST_SECRET_KEY
 from tests.console.helpers import signed_in
+from tests.members.conftest import BANK_OK, PASSWORD, fund_member, new_member
 from tests.refunds.helpers import paid_trade, refund
 
 
@@ -124,3 +126,25 @@ def test_an_operator_retries_a_parked_refund_from_the_queue(console, receiver):
     [entry] = _audit(console, "refund.retry")
     assert entry["operator"] == "olga" and entry["object_id"] == no and entry["note"] == "bank is back"
     assert user.post(f"/console/refunds/{no}/retry", {}).status_code == 409  # not parked any more
+
+
+def test_an_operator_retries_a_parked_withdrawal_shown_with_its_bank_number_masked(console):
+    p, m = console.platform, console.merchant()
+    member = new_member(m, name="Han Meimei")
+    fund_member(console, member["member_id"], 500)
+    r = m.call("POST", "/v1/withdrawals", {"out_request_no": "W1", "member_id": member["member_id"], "amount": 200,
+                                           "bank_account": BANK_OK, "payment_password": PASSWORD})
+    assert r.status_code == 201, r.text
+    number = r.json()["withdrawal_no"]
+    p.db.write(lambda conn: conn.execute(update(disbursements).where(disbursements.c.disbursement_no == number)
+                                         .values(parked_at=p.clock.now(), next_attempt_at=None, attempts=10)))
+    user = signed_in(console, "olga", "operator")
+    assert "Han Meimei" in user.get(f"/console/members?merchant_id={m.merchant_id}").text
+    page = user.get("/console/payouts?parked=true").text
+    assert number in page and "¥2.00" in page and "***************0001" in page
+    assert BANK_OK["number"] not in page
+    assert user.post(f"/console/payouts/{number}/retry", {"back": "/console/queue"}).status_code == 303
+    with p.db.read() as conn:
+        row = conn.execute(select(disbursements).where(disbursements.c.disbursement_no == number)).mappings().one()
+    assert row["parked_at"] is None and row["next_attempt_at"] is not None
+    assert [(a["operator"], a["object_id"]) for a in _audit(console, "withdrawal.retry")] == [("olga", number)]
