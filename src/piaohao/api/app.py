@@ -17,6 +17,8 @@ from piaohao.api import cashier, channels, docs, errors, statements, trades
 from piaohao.api import members as members_api
 from piaohao.api import refunds as refunds_api
 from piaohao.api import settlement as settlement_api
+from piaohao.api.console import BASE as CONSOLE_PATH
+from piaohao.api.console import create_console
 from piaohao.api.gateway import GatewayMiddleware
 from piaohao.api.limits import LimitsMiddleware
 from piaohao.platform import Platform
@@ -66,6 +68,7 @@ def create_app(p: Platform, *, extra_mounts: dict | None = None) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.mount(STATIC_PATH, static_files(), name="static")  # CSS, scripts, images: shipped, never a CDN
+    app.mount(CONSOLE_PATH, create_console(p), name="console")  # operators' pages (docs/console.md)
     for path, sub in (extra_mounts or {}).items():
         app.mount(path, sub)
     app.add_middleware(LimitsMiddleware)  # inside the gateway: its refusals carry X-Request-Id and are logged

@@ -53,9 +53,10 @@ HTTP_LATENCY = Histogram("piaohao_http_request_seconds", "HTTP request latency",
 def route_label(path: str) -> str:
     """A low-cardinality label: the first two segments (`/v1/trades`, `/cashier`, ...)."""
     parts = [x for x in path.split("/") if x][:2]
-    if parts and parts[0] not in ("v1", "channels", "cashier", "healthz", "metrics", "openapi.json", "docs"):
+    if parts and parts[0] not in ("v1", "channels", "cashier", "console", "healthz", "metrics", "openapi.json",
+                                  "docs"):
         return "/other"  # mounted channel simulators and unknown paths
-    if parts and parts[0] == "cashier":
+    if parts and parts[0] in ("cashier", "console"):
         parts = parts[:1]
     return "/" + "/".join(parts)
 

@@ -21,6 +21,7 @@ from piaohao.cli.channels import app as channels_app
 from piaohao.cli.common import _db, _fail, _platform, _print, _settings, root
 from piaohao.cli.drill import app as drill_app
 from piaohao.cli.ledger import app as ledger_app
+from piaohao.cli.operators import app as operators_app
 from piaohao.cli.ops import APPS as OPS_APPS
 from piaohao.cli.recon import app as recon_app
 from piaohao.cli.serving import announce_when_ready
@@ -49,7 +50,7 @@ notifications_app = typer.Typer(help="Merchant notifications (the outbox).", no_
 app.callback()(root)  # --version; logs to stderr only
 for sub, name in ((ledger_app, "ledger"), (db_app, "db"), (merchants_app, "merchants"), (apps_app, "apps"),
                   (notifications_app, "notifications"), (channels_app, "channels"), (recon_app, "recon"),
-                  (drill_app, "drill"), *((sub, name) for name, sub in OPS_APPS.items())):
+                  (drill_app, "drill"), (operators_app, "operators"), *((sub, name) for name, sub in OPS_APPS.items())):
     app.add_typer(sub, name=name)
 for _kind in KINDS.values():  # a channel kind's own commands (`piaohao sandbox serve`)
     if _kind.cli is not None:

@@ -9,6 +9,7 @@ from piaohao.db import (  # noqa: F401
     schema,
     schema_channels,
     schema_clearing,
+    schema_console,
     schema_ledger,
     schema_members,
     schema_payways,

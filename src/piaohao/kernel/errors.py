@@ -408,3 +408,26 @@ class AgreementNotActive(Conflict):
 
 class AgreementLimitExceeded(Conflict):
     code = "AGREEMENT_LIMIT_EXCEEDED"
+
+
+# --- the operator console (services/operators.py) ---------------------------------------------
+class SignInRefused(Unauthenticated):
+    """Wrong operator name or password (which of the two is never said)."""
+
+    code = "SIGN_IN_REFUSED"
+
+
+class OperatorLocked(Locked):
+    """Too many wrong passwords in a row: sign-in is refused until the lock runs out."""
+
+    code = "OPERATOR_LOCKED"
+
+
+class OperatorExists(Conflict):
+    code = "OPERATOR_EXISTS"
+
+
+class NotPermitted(Forbidden):
+    """The operator's role may look but not act, or the form's CSRF token is missing or wrong."""
+
+    code = "NOT_PERMITTED"

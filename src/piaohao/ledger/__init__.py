@@ -41,6 +41,7 @@ from piaohao.ledger.model import (
 from piaohao.ledger.reading import (
     Statement,
     balance,
+    entries_by_sources,
     entry_movements,
     get_entry,
     list_accounts,
@@ -54,6 +55,6 @@ __all__ = [
     "Account", "AccountConflict", "AccountNotFound", "Balance", "Constraint", "CreditLimitBelowUsed", "Entry",
     "EntryKey", "EntryKeyConflict", "Hold", "HoldNotFound", "HoldNotPending", "InsufficientFunds", "InvalidLeg",
     "LedgerError", "Leg", "NewEntry", "NormalSide", "Statement", "StatementLine", "UnbalancedEntry", "Violation",
-    "balance", "check", "credit", "debit", "entry_movements", "find_account", "get_account", "get_entry",
-    "get_hold", "list_accounts", "movements_by_keys", "operation_movements", "owner_figures", "statement",
+    "balance", "check", "credit", "debit", "entries_by_sources", "entry_movements", "find_account", "get_account",
+    "get_entry", "get_hold", "list_accounts", "movements_by_keys", "operation_movements", "owner_figures", "statement",
 ]

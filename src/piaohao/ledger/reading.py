@@ -163,3 +163,34 @@ def list_accounts(conn: Connection, *, owner_id: str | None = None, owner_type: 
         q = q.where(a.owner_type == owner_type)
     return [{"account_id": r[0], "owner_type": r[1], "owner_id": r[2], "purpose": r[3], "currency": r[4],
              "normal_side": r[5], "posted": int(r[6]), "available": int(r[7])} for r in conn.execute(q)]
+
+
+ENTRIES_BY_SOURCE_MAX = 500
+
+
+def entries_by_sources(conn: Connection, source_ids: list[str], *, limit: int = ENTRIES_BY_SOURCE_MAX) -> list[dict]:
+    """The journal entries caused by any of these business records (a trade, its payments and
+    refunds: what an operator reads beside a trade), oldest first, each with its legs and the
+    legs' accounts: {"entry_id", "source_type", "source_id", "operation", "kind", "description",
+    "created_at", "legs": [{"account_id", "owner_type", "owner_id", "purpose", "amount", "currency"}]}
+    (amount signed: debit > 0). At most `limit` entries (capped at ENTRIES_BY_SOURCE_MAX)."""
+    ids = sorted({s for s in source_ids if s})[:KEYS_PER_READ_MAX]
+    if not ids:
+        return []
+    a = ledger_accounts.c
+    entries = conn.execute(
+        select(_e.entry_id, _e.source_type, _e.source_id, _e.operation, _e.kind, _e.description, _e.created_at)
+        .where(_e.source_id.in_(ids)).order_by(_e.created_at, _e.entry_id)
+        .limit(max(1, min(limit, ENTRIES_BY_SOURCE_MAX)))).mappings().all()
+    out = {e["entry_id"]: dict(e, legs=[]) for e in entries}
+    if not out:
+        return []
+    legs = conn.execute(
+        select(_l.entry_id, _l.account_id, a.owner_type, a.owner_id, a.purpose, func.sum(_l.amount), _l.currency)
+        .join(ledger_accounts, a.account_id == _l.account_id).where(_l.entry_id.in_(list(out)))
+        .group_by(_l.entry_id, _l.account_id, a.owner_type, a.owner_id, a.purpose, _l.currency)
+        .order_by(_l.entry_id, _l.account_id)).all()
+    for entry_id, account_id, owner_type, owner_id, purpose, amount, currency in legs:
+        out[entry_id]["legs"].append({"account_id": account_id, "owner_type": owner_type, "owner_id": owner_id,
+                                      "purpose": purpose, "amount": int(amount), "currency": currency})
+    return list(out.values())

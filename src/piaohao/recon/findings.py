@@ -1,6 +1,7 @@
 """Findings: the reconciliation work queue. Raised once (a unique `dedupe_key`), listed, and
 closed by an operator with `accept` (the decision only) or `adjust` (a correcting journal entry
-through `piaohao.books.adjust`, never an edit); who, when and why are kept on the finding.
+through `piaohao.books.adjust`, never an edit); who, when and why are kept on the finding and in
+the audit log (`recon resolve` and the console both come here).
 
 Each new finding raises an alert of kind `recon.<class>` in the same transaction.
 """
@@ -23,6 +24,7 @@ from piaohao.kernel.clock import rfc3339
 from piaohao.kernel.errors import InvalidRequest, NotFound
 from piaohao.kernel.ids import new_id
 from piaohao.platform import Platform
+from piaohao.services.operations import audit
 
 __all__ = ["CLASSES", "Finding", "list_findings", "record", "report", "resolve", "view"]
 
@@ -120,6 +122,8 @@ def resolve(p: Platform, finding_id: str, *, action: str, note: str, operator: s
                   "resolution_note": note[:NOTE_CHARS_MAX], "resolved_at": now,
                   "adjustment": orjson.dumps(adjustment).decode() if adjustment else None}
         conn.execute(update(recon_findings).where(_f.finding_id == finding_id, _f.status == "open").values(**values))
+        audit(conn, now=now, operator=operator, action=f"finding.{action}", object_type="finding",
+              object_id=finding_id, note=note, details={"class": row["class"], "subject_id": row["subject_id"]})
         return view(dict(row, **values), p.settings.tz)
 
     return p.db.write(work)

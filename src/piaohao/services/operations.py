@@ -38,12 +38,13 @@ from piaohao.kernel.errors import (
     PayoutNotFound,
     RefundNotFound,
 )
+from piaohao.ledger.check import check as ledger_check
 from piaohao.platform import Platform
 from piaohao.services import notifications
 from piaohao.services.payments import apply_channel_result
 
-__all__ = ["audit", "default_operator", "list_alerts", "list_audit", "resend_notification", "resolve_alert",
-           "resolve_payment", "retry_payout", "retry_refund"]
+__all__ = ["audit", "check_ledger", "default_operator", "list_alerts", "list_audit", "resend_notification",
+           "resolve_alert", "resolve_payment", "retry_payout", "retry_refund"]
 
 NOTE_CHARS_MAX = 1024
 OPERATOR_CHARS_MAX = 64
@@ -216,3 +217,13 @@ def resend_notification(p: Platform, event_id: str, *, operator: str | None = No
     p.db.write(lambda conn: audit(conn, now=p.clock.now(), operator=operator, action="notification.resend",
                                   object_type="event", object_id=event_id, note=None))
     return row
+
+
+def check_ledger(p: Platform, *, operator: str | None = None) -> dict:
+    """`ledger check` run by an operator (the console): {"ok", "violations"}, with an audit record."""
+    operator = _check_operator(operator)
+    violations = [v.as_dict() for v in ledger_check(p.db)]
+    p.db.write(lambda conn: audit(conn, now=p.clock.now(), operator=operator, action="ledger.check",
+                                  object_type="ledger", object_id="ledger", note=None,
+                                  details={"ok": not violations, "violations": len(violations)}))
+    return {"ok": not violations, "violations": violations}
