@@ -4,6 +4,7 @@ what its pages show and never show. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, time, timedelta
 
 import httpx
 from sqlalchemy import select, update
@@ -14,6 +15,7 @@ from piaohao.db.schema_console import operator_sessions, operators
 from piaohao.domain.bank_accounts import BankAccount
 from piaohao.services import operators as ops
 from piaohao.services.sub_merchants import NewSubMerchant, create_sub_merchant
+from piaohao.web.console_charts import console_charts
 from tests.api.test_gateway import trade_body
 from tests.console.helpers import ConsoleUser, add, signed_in
 
@@ -252,3 +254,17 @@ def test_the_overview_charts_the_money_paid_per_day(console):
     assert page.count("<svg") == 4
     assert "¥19.99</title>" in page  # the bar of today, labelled with its amount
     assert ": 100%</title>" in page  # one decided trade, succeeded
+
+
+def test_the_charts_count_days_from_local_midnight(console):
+    p = console.platform
+    m = console.merchant()
+    midnight = datetime.combine(p.clock.now().astimezone(p.settings.tz).date(), time(), p.settings.tz)
+    for out_trade_no, amount, paid_at in (("D1", 100, midnight + timedelta(seconds=1)),
+                                          ("D2", 200, midnight - timedelta(seconds=1))):
+        trade = m.call("POST", "/v1/trades", trade_body(out_trade_no, amount)).json()
+        p.db.write(lambda conn, no=trade["trade_no"], at=paid_at: conn.execute(
+            update(trades).where(trades.c.trade_no == no).values(status="succeeded", paid_at=at)))
+    volume = console_charts(p)[0].svg
+    assert f"{midnight.date().isoformat()}: ¥1.00</title>" in volume
+    assert f"{(midnight - timedelta(days=1)).date().isoformat()}: ¥2.00</title>" in volume

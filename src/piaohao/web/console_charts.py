@@ -8,7 +8,8 @@ Series are per business day (PIAOHAO_BUSINESS_TZ) over the last `DAYS` days:
   dispatcher records every try's duration). Channel call latency is not recorded anywhere yet (only
   the in-process `/metrics` histogram of HTTP requests), so the console cannot chart it;
 - open findings: reconciliation findings open at the end of each day.
-Each query reads at most `ROWS_MAX` rows; past that the chart says it is partial.
+The database sums per day (one row per day comes back); only the findings chart reads rows (at
+most `FINDINGS_MAX`; past that it says it is partial).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from datetime import date, datetime, time, timedelta
 from html import escape
 
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import Integer, case, cast, func, literal, select
 
+from piaohao.db.metadata import UTCDateTime
 from piaohao.db.schema import notification_attempts, trades
 from piaohao.db.schema_recon import recon_findings
 from piaohao.platform import Platform
@@ -28,7 +30,7 @@ from piaohao.web.assets import _money
 __all__ = ["DAYS", "Chart", "bar_chart", "console_charts"]
 
 DAYS = 14
-ROWS_MAX = 200_000
+FINDINGS_MAX = 100_000  # findings open or resolved within the window: read row by row
 WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 640, 220, 84, 32, 14
 
 
@@ -45,10 +47,19 @@ def _day_starts(p: Platform, days: int) -> list[datetime]:
     return [datetime.combine(today - timedelta(days=days - 1 - i), time(), tz) for i in range(days + 1)]
 
 
-def _bucket(starts: list[datetime], when: datetime | None) -> int | None:
-    if when is None or when < starts[0] or when >= starts[-1]:
-        return None
-    return min(int((when - starts[0]).total_seconds() // 86400), len(starts) - 2)
+def _day_of(p: Platform, column, since: datetime):
+    """SQL: which day (0 = the first) an instant falls in, counted in whole days from `since` (a
+    local midnight), so the database groups and sums and the page reads one row per day."""
+    start = literal(since, UTCDateTime())
+    if p.db.is_sqlite:
+        return cast(func.julianday(column) - func.julianday(start), Integer)
+    return cast(func.floor(func.extract("epoch", column - start) / 86400), Integer)
+
+
+def _per_day(p: Platform, conn, column, since: datetime, days: int, *values, where=()) -> dict[int, tuple]:
+    day = _day_of(p, column, since).label("day")
+    q = select(day, *values).where(column >= since, *where).group_by(day)
+    return {int(r[0]): tuple(r[1:]) for r in conn.execute(q) if r[0] is not None and 0 <= int(r[0]) < days}
 
 
 def console_charts(p: Platform, days: int = DAYS) -> list[Chart]:
@@ -56,44 +67,30 @@ def console_charts(p: Platform, days: int = DAYS) -> list[Chart]:
     labels = [d.date() for d in starts[:-1]]
     since = starts[0]
     t, a, f = trades.c, notification_attempts.c, recon_findings.c
+    succeeded = func.sum(case((t.status.in_(("succeeded", "refunded")), 1), else_=0))
     with p.db.read() as conn:
-        paid = conn.execute(select(t.paid_at, t.amount).where(t.paid_at >= since).limit(ROWS_MAX)).all()
-        made = conn.execute(select(t.created_at, t.status).where(t.created_at >= since).limit(ROWS_MAX)).all()
-        tries = conn.execute(select(a.started_at, a.duration_ms).where(a.started_at >= since).limit(ROWS_MAX)).all()
+        paid = _per_day(p, conn, t.paid_at, since, days, func.sum(t.amount))
+        made = _per_day(p, conn, t.created_at, since, days, func.count(), succeeded, where=(t.status != "pending",))
+        tries = _per_day(p, conn, a.started_at, since, days, func.avg(a.duration_ms), func.max(a.duration_ms))
         found = conn.execute(select(f.detected_at, f.resolved_at).where(
-            (f.resolved_at.is_(None)) | (f.resolved_at >= since)).limit(ROWS_MAX)).all()
-    partial = " (partial: more rows than a chart reads)"
+            (f.resolved_at.is_(None)) | (f.resolved_at >= since)).limit(FINDINGS_MAX)).all()
 
-    volume = [0] * days
-    for when, amount in paid:
-        if (i := _bucket(starts, when)) is not None:
-            volume[i] += int(amount)
-    decided, succeeded = [0] * days, [0] * days
-    for when, status in made:
-        if (i := _bucket(starts, when)) is not None and status != "pending":
-            decided[i] += 1
-            succeeded[i] += status in ("succeeded", "refunded")
-    rate = [round(100 * s / d) if d else None for s, d in zip(succeeded, decided, strict=True)]
-    lat_sum, lat_n, lat_max = [0] * days, [0] * days, [0] * days
-    for when, ms in tries:
-        if (i := _bucket(starts, when)) is not None:
-            lat_sum[i] += int(ms)
-            lat_n[i] += 1
-            lat_max[i] = max(lat_max[i], int(ms))
-    lat_mean = [round(s / n) if n else None for s, n in zip(lat_sum, lat_n, strict=True)]
+    volume = [int(paid[i][0] or 0) if i in paid else 0 for i in range(days)]
+    rate = [round(100 * int(made[i][1]) / int(made[i][0])) if i in made and made[i][0] else None
+            for i in range(days)]
+    lat_mean = [round(float(tries[i][0])) if i in tries else None for i in range(days)]
+    lat_max = [int(tries[i][1]) if i in tries else 0 for i in range(days)]
     open_at = [sum(1 for det, res in found if det < end and (res is None or res >= end)) for end in starts[1:]]
     return [
-        Chart("Volume paid per day", bar_chart(labels, volume, fmt=_money),
-              partial if len(paid) >= ROWS_MAX else ""),
+        Chart("Volume paid per day", bar_chart(labels, volume, fmt=_money)),
         Chart("Success rate of decided trades, by day created (%)",
               bar_chart(labels, rate, fmt=lambda v: f"{v}%", top=100),
-              partial if len(made) >= ROWS_MAX else "closed and expired trades count as not succeeded"),
+              "closed and expired trades count as not succeeded"),
         Chart("Merchant notification latency per day (mean ms; slowest in the label)",
               bar_chart(labels, lat_mean, fmt=lambda v: f"{v} ms", extra=[f"max {m} ms" for m in lat_max]),
-              "channel call latency is not recorded yet, so it is not charted"
-              + (partial if len(tries) >= ROWS_MAX else "")),
+              "channel call latency is not recorded yet, so it is not charted"),
         Chart("Open reconciliation findings at the end of each day", bar_chart(labels, open_at, fmt=str),
-              partial if len(found) >= ROWS_MAX else ""),
+              " (partial: more findings than a chart reads)" if len(found) >= FINDINGS_MAX else ""),
     ]
 
 
