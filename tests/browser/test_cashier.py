@@ -70,6 +70,7 @@ def test_a_buyer_pays_through_the_sandbox_page_and_lands_back_at_the_shop(runnin
     page.locator("#form-sandbox").get_by_role("button", name=PAY_BUTTON).click()
 
     expect(page).to_have_url(re.compile(r"/sandbox/pay/"))  # the channel's own page
+    screenshot(page, "sandbox-page")
     page.get_by_role("button", name="Pay", exact=True).click()
     page.get_by_role("link", name="Back to the merchant").click()
 

@@ -15,6 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from piaohao.kernel.money import format_major
+
 from .service import SandboxService
 from .wire import BODY_BYTES_MAX, NOTIFY_MODES, SandboxError, loads_object
 
@@ -27,6 +29,21 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
+# The sandbox is "another company" and may run on its own host: its page carries its own few styles.
+_STYLE = ("body{font-family:system-ui,sans-serif;margin:0;background:#f6f6f4;color:#1a1a1a;line-height:1.5}"
+          "main{max-width:30rem;margin:0 auto;padding:1rem}.card{background:#fff;border:1px solid #d0d0d0;"
+          "border-radius:.5rem;padding:1rem;margin:0 0 1rem}.amount{font-size:2rem;font-weight:700;margin:.25rem 0}"
+          ".muted{color:#555}label{display:block;font-weight:600;margin:.5rem 0 .25rem}select,button{min-height:44px;"
+          "font-size:1rem;width:100%}button{border:0;border-radius:.4rem;background:#17612e;color:#fff;margin-top:.5rem}"
+          "button.fail{background:#a3161a}:focus-visible{outline:3px solid #f0a000;outline-offset:2px}")
+
+
+def _page(title: str, body: str) -> str:
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body><main>{body}</main></body></html>")
+
+
 def _render(p: dict, svc: SandboxService) -> str:
     e = html.escape
     base = f"{svc.public_base_url}/pay/{e(p['txn_no'])}"
@@ -34,17 +51,17 @@ def _render(p: dict, svc: SandboxService) -> str:
     buttons = ""
     if p["status"] == "WAIT_PAY":
         buttons = (
-            f'<form method="post" action="{base}/succeed"><label>notify <select name="notify">{options}</select>'
-            f'</label> <button type="submit">Pay</button></form>'
-            f'<form method="post" action="{base}/fail"><button type="submit">Fail</button></form>'
+            f'<form method="post" action="{base}/succeed"><label for="notify">Notify the platform</label>'
+            f'<select id="notify" name="notify">{options}</select><button type="submit">Pay</button></form>'
+            f'<form method="post" action="{base}/fail"><button type="submit" class="fail">Fail</button></form>'
         )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Sandbox cashier</title></head><body>"
-        f"<h1>{e(p['bank'] + ' online banking') if p.get('bank') else 'Sandbox cashier'}</h1>"
-        f"<p>{e(p['subject'])}</p>"
-        f"<p>Amount: {p['amount']} (minor units, {e(p['currency'])})</p>"
-        f"<p>Status: <b>{e(p['status'])}</b></p>{buttons}</body></html>"
-    )
+    title = p["bank"] + " online banking" if p.get("bank") else "Sandbox cashier"
+    amount = f"{format_major(p['amount'], p['currency'])} {p['currency']}"
+    return _page(title, (
+        f"<div class='card'><p class='muted'>Test payments only: no real money moves.</p><h1>{e(title)}</h1>"
+        f"<p>{e(p['subject'])}</p><p class='amount'>{e(amount)}</p>"
+        f"<p class='muted'>{p['amount']} minor units · status <b>{e(p['status'])}</b></p></div>"
+        f"<div class='card'>{buttons or '<p>Nothing to pay.</p>'}</div>"))
 
 
 async def page(request: Request) -> Response:
@@ -95,5 +112,5 @@ async def settle(request: Request) -> Response:
         back = await run_in_threadpool(svc.return_url, txn_no)
         link = f'<p><a href="{html.escape(back)}">Back to the merchant</a></p>' if back else ""
         status = html.escape(p["status"])
-        return HTMLResponse(f"<!doctype html><html><body><p>Payment {status}.</p>{link}</body></html>")
+        return HTMLResponse(_page("Sandbox cashier", f"<div class='card'><h1>Payment {status}.</h1>{link}</div>"))
     return JSONResponse({"code": "SUCCESS", **p})
