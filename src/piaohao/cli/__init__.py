@@ -61,7 +61,7 @@ for _kind in KINDS.values():  # a channel kind's own commands (`piaohao sandbox 
 def db_upgrade():
     """Create or migrate the schema to the newest version."""
     db = _db(migrate_now=False)
-    migrate.upgrade(db)
+    migrate.upgrade(db, sealer=_settings().sealer)
     typer.echo(f"database at revision {migrate.current(db)}")
 
 
@@ -75,7 +75,7 @@ def db_current():
 def merchants_create(name: str = typer.Option(..., "--name"), as_json: bool = typer.Option(False, "--json")):
     """Create a merchant with one app. The app secret is shown this once."""
     try:
-        creds = create_merchant(_db(), name, SystemClock().now())
+        creds = create_merchant(_platform(), name)
     except PiaohaoError as e:
         _fail(e)
     out = {"merchant_id": creds.merchant_id, "app_id": creds.app_id, "app_secret": creds.app_secret}
@@ -108,7 +108,7 @@ def merchants_update(merchant_id: str, coins_cap_pct: int | None = typer.Option(
 def apps_create(merchant_id: str, as_json: bool = typer.Option(False, "--json")):
     """Another app for a merchant. Its secret is shown this once."""
     try:
-        creds = create_app(_db(), merchant_id, SystemClock().now())
+        creds = create_app(_platform(), merchant_id)
     except PiaohaoError as e:
         _fail(e)
     _print({"merchant_id": creds.merchant_id, "app_id": creds.app_id, "app_secret": creds.app_secret}, as_json)
@@ -119,7 +119,7 @@ def apps_rotate(app_id: str, grace_s: int = typer.Option(86400, "--grace-s", hel
                 as_json: bool = typer.Option(False, "--json")):
     """A new secret for an app, shown this once; the old one keeps working for --grace-s seconds."""
     try:
-        creds = rotate_secret(_db(), app_id, SystemClock().now(), grace_s)
+        creds = rotate_secret(_platform(), app_id, grace_s=grace_s)
     except PiaohaoError as e:
         _fail(e)
     _print({"merchant_id": creds.merchant_id, "app_id": creds.app_id, "app_secret": creds.app_secret}, as_json)
