@@ -27,7 +27,7 @@ from piaohao.cli.serving import announce_when_ready
 from piaohao.db import migrate
 from piaohao.kernel.clock import SystemClock
 from piaohao.kernel.errors import PiaohaoError
-from piaohao.kernel.logs import configure
+from piaohao.kernel.logs import configure, uvicorn_log_config
 from piaohao.services import notifications, operations, payinfo
 from piaohao.services.merchants import (
     create_app,
@@ -39,6 +39,8 @@ from piaohao.services.merchants import (
 )
 from piaohao.services.settlement import get_batch, list_batches, run
 from piaohao.services.sub_merchants import change_status
+
+WORKER_HEALTHCHECK_S = 120  # serve --processes: how long a child may take to answer uvicorn's health check
 
 app = typer.Typer(help="piaohao: an aggregated payment platform.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -185,8 +187,12 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
         open_database(settings, migrate_now=True).dispose()
         os.environ["PIAOHAO_BASE_URL"] = settings.base_url
         os.environ["PIAOHAO_SERVE_WORKERS"] = "1" if workers else "0"
+        # log_config: uvicorn's lines in the parent and in every child scrubbed from the first one.
+        # The health check: a child answers it only once its imports are done (seconds on a busy
+        # machine); uvicorn's 5 s default killed and restarted children that were merely slow.
         uvicorn.run("piaohao.asgi:create", factory=True, host=host, port=port, workers=processes,
-                    log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+                    log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                    log_config=uvicorn_log_config("WARNING"), timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
         return
     assembly = assemble(settings, migrate_now=True)
     assembly.start_channel_simulators()
