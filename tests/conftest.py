@@ -90,7 +90,7 @@ class Running:
     def merchant(self, name: str = "Test Shop") -> MerchantClient:
         from piaohao.services.merchants import create_merchant
 
-        creds = create_merchant(self.platform.db, name, self.platform.clock.now())
+        creds = create_merchant(self.platform, name)
         return MerchantClient(self.url, creds.app_id, creds.app_secret, creds.merchant_id)
 
 

@@ -86,9 +86,10 @@ def main() -> int:
     db = Database(url)
     try:
         upgrade(db)
-        p = Platform(settings=Settings(database_url=url), db=db, clock=SystemClock())
+        p = Platform(settings=Settings(database_url=url, secret_key=secrets.token_urlsafe(48)), db=db,
+                     clock=SystemClock())
         now = datetime.now(UTC)
-        creds = create_merchant(db, "Bench", now)
+        creds = create_merchant(p, "Bench", now)
         t0 = time.perf_counter()
         n, r, s = args.orders, args.receivers, args.sellers
         with db.engine.begin() as c:

@@ -11,17 +11,26 @@ from __future__ import annotations
 import os
 from contextlib import asynccontextmanager
 
+import structlog
+
 from piaohao.bootstrap import assemble
 from piaohao.kernel.logs import configure
 from piaohao.kernel.settings import Settings
 
+log = structlog.get_logger(__name__)
+
 
 def create():
-
-
     settings = Settings.from_env()
     configure(settings.log_level)
-    assembly = assemble(settings, migrate_now=False)
+    try:
+        assembly = assemble(settings, migrate_now=False)
+    except Exception:
+        # Logged here, through the scrubber: escaping, it would be printed raw by multiprocessing.
+        # Exit code 1 (not uvicorn's startup failure, 3): the supervisor starts the child again,
+        # so a transient failure (a locked SQLite file while the other child starts) heals.
+        log.exception("serve.process_start_failed")
+        raise SystemExit(1) from None
     app = assembly.app
     inner = app.router.lifespan_context
 

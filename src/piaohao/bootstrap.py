@@ -15,6 +15,7 @@ from piaohao.kernel.settings import Settings
 from piaohao.platform import Platform
 from piaohao.services.agreements import sync_due_agreements
 from piaohao.services.channel_accounts import provisioned_config, store_provisioned
+from piaohao.services.keys import check_key
 from piaohao.services.payments import query_due_payments
 from piaohao.workers.dispatcher import OutboxDispatcher
 from piaohao.workers.expiry import ExpiryWorker
@@ -31,7 +32,7 @@ def open_database(settings: Settings, *, migrate_now: bool | None = None) -> Dat
     """Open the database; the embedded default (SQLite) migrates itself, PostgreSQL when asked."""
     db = Database(settings.database_url)
     if migrate_now if migrate_now is not None else db.is_sqlite:
-        migrate.upgrade(db)
+        migrate.upgrade(db, sealer=settings.sealer)
     return db
 
 
@@ -77,6 +78,7 @@ def assemble(settings: Settings, *, clock: Clock | None = None, migrate_now: boo
     clock = clock or SystemClock()
     db = open_database(settings, migrate_now=migrate_now)
     p = Platform(settings=settings, db=db, clock=clock)
+    check_key(p)  # a wrong PIAOHAO_SECRET_KEY is a clear error now, not a failure at the first request
     mounts: dict = {}
     loops: list[Loop] = []
     closers: list = []
@@ -85,7 +87,7 @@ def assemble(settings: Settings, *, clock: Clock | None = None, migrate_now: boo
     for kind in KINDS.values():
         if kind.provision is not None:
             _provision(p, kind, mounts, simulator_loops, closers, extras)
-    dispatcher = OutboxDispatcher(db, settings, clock)  # its own guarded outbound client
+    dispatcher = OutboxDispatcher(db, settings, clock, sealer=p.sealer)  # its own guarded outbound client
     closers.append(dispatcher.close)
     expiry = ExpiryWorker(p)
     poll = settings.worker_poll_s

@@ -102,7 +102,7 @@ def test_rotated_secret_works_and_old_one_keeps_working_in_grace(running):
     from piaohao.services.merchants import rotate_secret
 
     m = running.merchant()
-    creds = rotate_secret(running.platform.db, m.app_id, running.platform.clock.now(), grace_s=3600)
+    creds = rotate_secret(running.platform, m.app_id, grace_s=3600)
     time.sleep(1.1)
     assert m.call("GET", "/v1/trades?out_trade_no=A1").status_code == 404  # old secret: authenticated
     new = MerchantClient(running.url, m.app_id, creds.app_secret)
@@ -136,10 +136,12 @@ def test_health_metrics_and_openapi_need_no_signature(make_platform):
     import httpx
 
     running = make_platform(workers=False, metrics_token="metrics-token-for-tests")
-    assert httpx.get(running.url + "/healthz").status_code == 200
-    metrics = httpx.get(running.url + "/metrics", headers={"Authorization": "Bearer metrics-token-for-tests"})
+    # Generous timeouts: the first /openapi.json builds the schema, slow on a loaded machine.
+    assert httpx.get(running.url + "/healthz", timeout=30).status_code == 200
+    metrics = httpx.get(running.url + "/metrics", headers={"Authorization": "Bearer metrics-token-for-tests"},
+                        timeout=30)
     assert "piaohao_http_requests_total" in metrics.text  # the token, not the request signature
-    spec = httpx.get(running.url + "/openapi.json").json()
+    spec = httpx.get(running.url + "/openapi.json", timeout=60).json()
     assert "/v1/trades" in spec["paths"]
 
 

@@ -9,11 +9,13 @@ from typer.testing import CliRunner
 
 from piaohao import __version__
 from piaohao.cli import app
+from tests.conftest import TEST_SECRET_KEY
 
 
 @pytest.fixture
 def cli(database_url, monkeypatch):
     monkeypatch.setenv("PIAOHAO_DATABASE_URL", database_url)
+    monkeypatch.setenv("PIAOHAO_SECRET_KEY", TEST_SECRET_KEY)  # required outside the embedded default
     runner = CliRunner()
 
     def run(*args: str):

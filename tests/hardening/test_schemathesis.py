@@ -54,7 +54,7 @@ def served(request, tmp_path_factory):
     server = ThreadedServer(assembly.app, port).start()
     assembly.start_channel_simulators()
     assembly.start_workers()
-    creds = create_merchant(assembly.platform.db, "Fuzz", assembly.platform.clock.now())
+    creds = create_merchant(assembly.platform, "Fuzz")
     session = requests.Session()
     session.auth = Signed(creds.app_id, creds.app_secret)
     try:

@@ -45,7 +45,7 @@ class _Running:
 
 
 def _member_with_money(p, amount: int):
-    creds = create_merchant(p.db, "Shop", p.clock.now())
+    creds = create_merchant(p, "Shop", p.clock.now())
     member = members.create_member(p, creds.merchant_id, members.NewMember("u1", "Li Lei", PASSWORD))[0]
     fund_member(_Running(p), member["member_id"], amount)
     return creds, member

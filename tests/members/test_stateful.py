@@ -61,7 +61,7 @@ class MemberMachine(RuleBasedStateMachine):
     def __init__(self, p, executor: PayoutExecutor, channel: ScriptedChannel) -> None:
         super().__init__()
         self.p, self.executor, self.channel = p, executor, channel
-        creds = create_merchant(p.db, f"Shop {next(_counter)}", p.clock.now())
+        creds = create_merchant(p, f"Shop {next(_counter)}", p.clock.now())
         self.merchant, self.app = creds.merchant_id, creds.app_id
         self.ids = [members.create_member(p, self.merchant, members.NewMember(f"u{i}", f"M{i}", PASSWORD))[0]
                     ["member_id"] for i in range(3)]

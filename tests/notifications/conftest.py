@@ -28,9 +28,11 @@ from piaohao.db.migrate import upgrade
 from piaohao.db.schema import apps, merchants
 from piaohao.kernel.clock import FakeClock
 from piaohao.kernel.ids import new_id, new_secret
+from piaohao.kernel.sealing import Sealer
 from piaohao.kernel.settings import Settings
+from piaohao.services.merchants import seal_secret
 from piaohao.workers.dispatcher import OutboxDispatcher
-from tests.conftest import BACKENDS, PG_ADMIN_URL, PG_AVAILABLE
+from tests.conftest import BACKENDS, PG_ADMIN_URL, PG_AVAILABLE, TEST_SECRET_KEY
 from tests.support.servers import ThreadedServer
 
 PG_URL = PG_ADMIN_URL if PG_AVAILABLE else None
@@ -101,7 +103,8 @@ def app(db, clock):
 
     def fn(conn):
         conn.execute(insert(merchants).values(merchant_id=a.merchant_id, name="Socks Ltd", created_at=clock.now()))
-        conn.execute(insert(apps).values(app_id=a.app_id, merchant_id=a.merchant_id, secret=a.secret,
+        conn.execute(insert(apps).values(app_id=a.app_id, merchant_id=a.merchant_id,
+                                         secret_sealed=seal_secret(Sealer(TEST_SECRET_KEY), a.app_id, a.secret),
                                          created_at=clock.now()))
 
     db.write(fn)
@@ -167,7 +170,7 @@ def receiver(_receiver_server):
 
 @pytest.fixture
 def settings():
-    return Settings().with_(notify_retry_s=(1.0, 2.0, 3.0), notify_timeout_s=2.0)
+    return Settings().with_(notify_retry_s=(1.0, 2.0, 3.0), notify_timeout_s=2.0, secret_key=TEST_SECRET_KEY)
 
 
 @pytest.fixture

@@ -17,7 +17,10 @@ from piaohao.db.schema import apps, merchants, outbox_events
 from piaohao.kernel import signing
 from piaohao.kernel.errors import EventNotFound
 from piaohao.kernel.ids import new_id, new_secret
+from piaohao.kernel.sealing import Sealer
 from piaohao.services import notifications as notif
+from piaohao.services.merchants import seal_secret
+from tests.conftest import TEST_SECRET_KEY
 from tests.support.servers import free_port
 
 TRADE = {"trade_no": "T1", "out_trade_no": "A1", "amount": 1999, "currency": "CNY", "status": "succeeded"}
@@ -134,8 +137,10 @@ def test_delivered_once_signed_with_app_secret(db, clock, app, receiver, make_di
 def test_signs_with_the_apps_current_secret(db, clock, app, receiver, make_dispatcher):
     enqueue(db, clock, app, receiver.url + "/n")
     rotated = new_secret()
-    db.write(lambda conn: conn.execute(update(apps).where(apps.c.app_id == app.app_id)
-                                       .values(secret=rotated, previous_secret=app.secret)))
+    sealer = Sealer(TEST_SECRET_KEY)
+    db.write(lambda conn: conn.execute(update(apps).where(apps.c.app_id == app.app_id).values(
+        secret_sealed=seal_secret(sealer, app.app_id, rotated),
+        previous_secret_sealed=seal_secret(sealer, app.app_id, app.secret, "previous_secret_sealed"))))
     assert make_dispatcher().run_once() == 1
     assert_signed(receiver.requests[0], app, secret=rotated)
 

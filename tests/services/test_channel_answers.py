@@ -38,7 +38,7 @@ def alerts_of(p, payment_no: str) -> list[dict]:
 def test_a_notification_with_another_amount_after_the_query_recorded_success_raises_a_critical_alert(
         service_platform):
     p, channel, clock = service_platform
-    creds = create_merchant(p.db, "Shop", clock.now())
+    creds = create_merchant(p, "Shop", clock.now())
     trade, _ = trades.create_trade(p, creds.merchant_id, creds.app_id, trades.NewTrade(
         "A1", 1999, "CNY", "socks", order_timeout_s=3600))
     answer = payments.start_payment(p, trade["pay_url"].rsplit("/", 1)[1], "sandbox")
@@ -69,7 +69,7 @@ def test_a_notification_with_another_amount_after_the_query_recorded_success_rai
 
 def test_a_currency_that_disagrees_on_a_paid_record_is_a_mismatch_not_a_duplicate(service_platform):
     p, channel, clock = service_platform
-    creds = create_merchant(p.db, "Shop", clock.now())
+    creds = create_merchant(p, "Shop", clock.now())
     trade, _ = trades.create_trade(p, creds.merchant_id, creds.app_id, trades.NewTrade(
         "A2", 500, "CNY", "socks", order_timeout_s=3600))
     payment_no = payments.start_payment(p, trade["pay_url"].rsplit("/", 1)[1], "sandbox")["payment_no"]

@@ -140,7 +140,7 @@ def _reference(rows: list[dict], rules: list[FeeRule], mch: str):
 def test_set_based_settlement_equals_the_per_order_reference(make_platform, orders, rules, chunk):
     p = _platform(make_platform)
     now = p.clock.now()
-    creds = create_merchant(p.db, "Eq", now)
+    creds = create_merchant(p, "Eq", now)
     mch = creds.merchant_id
     for r in rules:
         p.db.write(lambda conn, r=r: add_rule(conn, now, priority=r["priority"], merchant_id=mch, rate_bp=r["rate_bp"],
@@ -223,7 +223,7 @@ def test_statement_streams_in_pieces_with_one_row_per_order_and_a_total(make_pla
 
     p = make_platform(workers=False).platform
     now = p.clock.now()
-    creds = create_merchant(p.db, "St", now)
+    creds = create_merchant(p, "St", now)
     orders = [{"amount": 100 + i, "subsidy": 0, "seller": 0, "own": False, "method": "alipay", "splits": [],
                "refunds": []} for i in range(7)]
     _seed(p, creds.merchant_id, creds.app_id, orders, now)

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from piaohao.clearing.payout_cycles import cycle_key, run_payout_cycles
 from piaohao.db.schema_members import disbursements
 from piaohao.kernel.clock import FakeClock
+from piaohao.services.payouts import disbursement_account_number
 from piaohao.services.sub_merchants import change_status
 from tests.settlement.helpers import BANK, balances, books_balance, create_trade, key, pay
 from tests.support.merchant import wait_until
@@ -61,7 +62,7 @@ def test_due_cycle_pays_the_whole_settled_amount_once(make_platform):
     assert run_payout_cycles(p, due_at + 3 * DAY)["payouts"] == 0  # the next cycle is not due yet
     [payout] = cycle_payouts(running, sid)
     assert payout["out_request_no"] == cycle_key(sid, due_at.astimezone(p.settings.tz).date())
-    assert payout["amount"] == 4000 and payout["account_number"] == BANK["number"]
+    assert payout["amount"] == 4000 and disbursement_account_number(p, payout) == BANK["number"]
     assert balances(m, "sub-merchants", sid)["settled"] == 0  # held at once
     no = summary["payout_nos"][0]
     assert wait_until(lambda: m.call("GET", f"/v1/payouts/{no}").json()["status"] == "succeeded")

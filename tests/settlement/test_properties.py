@@ -68,7 +68,7 @@ def _pay_with_balance(p, trade_no: str, amount: int, member: str) -> None:
 def test_allocations_conserve_money_and_orders_settle_once(make_platform, orders, fee):
     p = _platform(make_platform)
     now = p.clock.now()
-    creds = create_merchant(p.db, "Prop", now)
+    creds = create_merchant(p, "Prop", now)
     mch = creds.merchant_id
     p.db.write(lambda conn: add_rule(conn, now, priority=10, merchant_id=mch, rate_bp=fee["rate_bp"],
                                      fixed_amount=fee["fixed"], rounding=fee["rounding"], bearer=fee["bearer"]))

@@ -10,6 +10,7 @@ from sqlalchemy import func, insert, select
 
 from piaohao.clearing.batches import run_due
 from piaohao.db.schema_clearing import receiver_counters, settlement_details, split_receivers
+from piaohao.db.sealed import seal_column
 from piaohao.kernel.clock import FakeClock
 from tests.settlement.helpers import (
     BANK,
@@ -145,10 +146,12 @@ def test_platform_commission_reaches_the_merchant_balance(running):
 
 def test_receiver_limit_20000_accepted_then_refused_through_the_api(running, backend):
     m = running.merchant()
-    now = running.platform.clock.now()
+    now, sealer = running.platform.clock.now(), running.platform.sealer()
     with running.platform.db.engine.begin() as conn:
         rows = [{"receiver_id": f"rcv_bulk{i:06d}", "merchant_id": m.merchant_id, "out_receiver_id": f"B{i}",
-                 "name": "r", "bank": "ICBC", "account_number": "6222020200112230001", "account_name": "r",
+                 "name": "r", "bank": "ICBC", "account_name": "r", "account_number_masked": "***************0001",
+                 "account_number_sealed": seal_column(sealer, "split_receivers", "account_number_sealed",
+                                                      f"rcv_bulk{i:06d}", "6222020200112230001"),
                  "request_hash": "x", "created_at": now} for i in range(19_999)]
         conn.execute(insert(split_receivers), rows)
         conn.execute(insert(receiver_counters).values(merchant_id=m.merchant_id, receivers=19_999))

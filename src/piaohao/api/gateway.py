@@ -72,7 +72,7 @@ class Authenticator:
         hit = self._apps.get(app_id)
         if hit and hit[0] > mono:
             return hit[1]
-        auth = load_app_auth(self.p.db, app_id, now)
+        auth = load_app_auth(self.p, app_id, now)
         if len(self._apps) > 10_000:
             self._apps.clear()
         self._apps[app_id] = (mono + APP_CACHE_TTL_S, auth)

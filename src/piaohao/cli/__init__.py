@@ -28,7 +28,7 @@ from piaohao.cli.serving import announce_when_ready
 from piaohao.db import migrate
 from piaohao.kernel.clock import SystemClock
 from piaohao.kernel.errors import PiaohaoError
-from piaohao.kernel.logs import configure
+from piaohao.kernel.logs import configure, uvicorn_log_config
 from piaohao.services import notifications, operations, payinfo
 from piaohao.services.merchants import (
     create_app,
@@ -40,6 +40,8 @@ from piaohao.services.merchants import (
 )
 from piaohao.services.settlement import get_batch, list_batches, run
 from piaohao.services.sub_merchants import change_status
+
+WORKER_HEALTHCHECK_S = 120  # serve --processes: how long a child may take to answer uvicorn's health check
 
 app = typer.Typer(help="piaohao: an aggregated payment platform.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -62,7 +64,7 @@ for _kind in KINDS.values():  # a channel kind's own commands (`piaohao sandbox 
 def db_upgrade():
     """Create or migrate the schema to the newest version."""
     db = _db(migrate_now=False)
-    migrate.upgrade(db)
+    migrate.upgrade(db, sealer=_settings().sealer)
     typer.echo(f"database at revision {migrate.current(db)}")
 
 
@@ -76,7 +78,7 @@ def db_current():
 def merchants_create(name: str = typer.Option(..., "--name"), as_json: bool = typer.Option(False, "--json")):
     """Create a merchant with one app. The app secret is shown this once."""
     try:
-        creds = create_merchant(_db(), name, SystemClock().now())
+        creds = create_merchant(_platform(), name)
     except PiaohaoError as e:
         _fail(e)
     out = {"merchant_id": creds.merchant_id, "app_id": creds.app_id, "app_secret": creds.app_secret}
@@ -109,7 +111,7 @@ def merchants_update(merchant_id: str, coins_cap_pct: int | None = typer.Option(
 def apps_create(merchant_id: str, as_json: bool = typer.Option(False, "--json")):
     """Another app for a merchant. Its secret is shown this once."""
     try:
-        creds = create_app(_db(), merchant_id, SystemClock().now())
+        creds = create_app(_platform(), merchant_id)
     except PiaohaoError as e:
         _fail(e)
     _print({"merchant_id": creds.merchant_id, "app_id": creds.app_id, "app_secret": creds.app_secret}, as_json)
@@ -120,7 +122,7 @@ def apps_rotate(app_id: str, grace_s: int = typer.Option(86400, "--grace-s", hel
                 as_json: bool = typer.Option(False, "--json")):
     """A new secret for an app, shown this once; the old one keeps working for --grace-s seconds."""
     try:
-        creds = rotate_secret(_db(), app_id, SystemClock().now(), grace_s)
+        creds = rotate_secret(_platform(), app_id, grace_s=grace_s)
     except PiaohaoError as e:
         _fail(e)
     _print({"merchant_id": creds.merchant_id, "app_id": creds.app_id, "app_secret": creds.app_secret}, as_json)
@@ -186,8 +188,12 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
         open_database(settings, migrate_now=True).dispose()
         os.environ["PIAOHAO_BASE_URL"] = settings.base_url
         os.environ["PIAOHAO_SERVE_WORKERS"] = "1" if workers else "0"
+        # log_config: uvicorn's lines in the parent and in every child scrubbed from the first one.
+        # The health check: a child answers it only once its imports are done (seconds on a busy
+        # machine); uvicorn's 5 s default killed and restarted children that were merely slow.
         uvicorn.run("piaohao.asgi:create", factory=True, host=host, port=port, workers=processes,
-                    log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+                    log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                    log_config=uvicorn_log_config("WARNING"), timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
         return
     assembly = assemble(settings, migrate_now=True)
     assembly.start_channel_simulators()

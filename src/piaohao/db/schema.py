@@ -36,9 +36,10 @@ apps = Table(
     "apps", metadata,
     Column("app_id", String(40), primary_key=True),
     Column("merchant_id", String(40), ForeignKey("merchants.merchant_id"), nullable=False, index=True),
-    # HMAC needs the secret itself, so it cannot be hashed; it is never logged or returned after creation.
-    Column("secret", String(128), nullable=False),
-    Column("previous_secret", String(128), nullable=True),
+    # HMAC needs the secret itself, so it cannot be hashed: it is stored sealed (`db.sealed`, opened
+    # where auth and the dispatcher load it), never logged or returned after creation.
+    Column("secret_sealed", Text, nullable=False),
+    Column("previous_secret_sealed", Text, nullable=True),
     timestamp_column("previous_secret_expires_at"),
     Column("status", String(16), nullable=False, server_default="active"),
     timestamp_column("created_at", False),

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -33,9 +34,12 @@ sub_merchants = Table(
     Column("name", String(200), nullable=False),
     Column("kyc_type", String(16), nullable=False),  # individual | enterprise
     Column("legal_name", String(128), nullable=False),
-    Column("id_number", String(64), nullable=False),  # only ever shown or logged masked
+    # Identity and bank numbers: sealed (`db.sealed`); the masked copy is what views show.
+    Column("id_number_sealed", Text, nullable=False),
+    Column("id_number_masked", String(64), nullable=False),
     Column("bank", String(64), nullable=False),
-    Column("account_number", String(34), nullable=False),  # only ever shown or logged masked
+    Column("account_number_sealed", Text, nullable=False),
+    Column("account_number_masked", String(34), nullable=False),
     Column("account_name", String(128), nullable=False),
     Column("settle_after_days", Integer, nullable=False),
     Column("payout_every_days", Integer, nullable=True),
@@ -55,7 +59,8 @@ split_receivers = Table(
     Column("out_receiver_id", String(64), nullable=False),
     Column("name", String(200), nullable=False),
     Column("bank", String(64), nullable=False),
-    Column("account_number", String(34), nullable=False),
+    Column("account_number_sealed", Text, nullable=False),  # `db.sealed`
+    Column("account_number_masked", String(34), nullable=False),
     Column("account_name", String(128), nullable=False),
     Column("request_hash", String(64), nullable=False),
     timestamp_column("created_at", False),

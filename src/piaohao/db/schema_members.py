@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -117,7 +118,9 @@ disbursements = Table(
     Column("amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("bank", String(64), nullable=False),
-    Column("account_number", String(34), nullable=False),  # needed to pay; only ever shown masked
+    # Needed to pay (and to pay again with the same key): sealed (`db.sealed`); views show the masked copy.
+    Column("account_number_sealed", Text, nullable=False),
+    Column("account_number_masked", String(34), nullable=False),
     Column("account_name", String(128), nullable=False),
     Column("status", String(16), nullable=False),  # processing | succeeded | failed
     Column("channel", String(32), nullable=False),

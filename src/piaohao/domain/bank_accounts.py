@@ -31,3 +31,10 @@ class BankAccount:
 def mask(number: str) -> str:
     """Only the last 4 digits show."""
     return "*" * max(0, len(number) - 4) + number[-4:]
+
+
+def mask_id(number: str) -> str:
+    """An id number: first 3 and last 4 characters show (an 18-character ID card: 110***********002X)."""
+    if len(number) <= 7:
+        return "*" * len(number)
+    return number[:3] + "*" * (len(number) - 7) + number[-4:]

@@ -5,7 +5,8 @@ passes `scrub` before it is written:
 - fields whose name says secret (`secret`, `password`, `app_secret`, `private_key`, `token`,
   `signature`, `authorization`, `id_number`, ...) are replaced by `[redacted]`;
 - in every text: a run of 12 or more digits (bank account, card and id numbers; an id number's
-  final `X` too) keeps only its last 4 digits; password hashes (`scrypt$...`), PEM private keys,
+  final `X` too) keeps only its last 4 digits; a secret-named `name=value` loses its value;
+  password hashes (`scrypt$...`), PEM private keys,
   `Bearer` tokens and SQL parameter lists (`[parameters: ...]`) are replaced.
 The engines are also made with `hide_parameters=True` (db/database.py), so SQLAlchemy's own error
 messages carry no parameters; the scrubber is the second line of defence for whatever else
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-__all__ = ["configure", "scrub", "scrub_text", "ScrubbingFormatter", "CurrentStderr"]
+__all__ = ["configure", "scrub", "scrub_text", "ScrubbingFormatter", "CurrentStderr", "uvicorn_log_config"]
 
 _configured = False
 REDACTED = "[redacted]"
@@ -36,6 +37,10 @@ _PATTERNS: tuple[tuple[re.Pattern, object], ...] = (
     (re.compile(r"scrypt\$[0-9]+\$[0-9]+\$[0-9]+\$[0-9a-f]+\$[0-9a-f]+"), "[redacted hash]"),
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1[redacted]"),
     (re.compile(r"(?<![0-9A-Za-z])[0-9]{8,}([0-9]{4}[Xx]?)(?![0-9])"), r"****\1"),
+    # `name=value` / `name: value` in free text (an exception's message, a traceback's source line)
+    # where the name says secret: the value goes.
+    (re.compile(r"(?i)\b([a-z_]*(?:secret|passw|pwd|private_key|privkey|api_key|apikey|token|signature|"
+                r"authorization|cookie)[a-z_]*)(\s*[=:]\s*[\"']?)(?!\[redacted)([^\s\"',&;)}\]]+)"), r"\1\2[redacted]"),
 )
 
 
@@ -101,14 +106,37 @@ class CurrentStderr:
             pass
 
 
+LINE_FORMAT = "%(levelname)s %(name)s %(message)s"
+
+
+def stderr_handler() -> logging.Handler:
+    return logging.StreamHandler(CurrentStderr())
+
+
+def uvicorn_log_config(level: str = "WARNING") -> dict:
+    """uvicorn's `log_config` for `serve --processes N`: uvicorn applies it in the supervising
+    process and in every child it starts, before the app (and `configure`) is loaded there, so each
+    of uvicorn's lines, from the first, goes through the scrubber in piaohao's format."""
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"scrubbed": {"()": f"{__name__}.ScrubbingFormatter", "fmt": LINE_FORMAT}},
+        "handlers": {"stderr": {"()": f"{__name__}.stderr_handler", "formatter": "scrubbed"}},
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False},
+            "uvicorn.error": {"level": level},  # through "uvicorn"'s handler
+            "uvicorn.access": {"handlers": ["stderr"], "level": level, "propagate": False},
+        },
+    }
+
+
 def configure(level: str = "INFO") -> None:
     global _configured
     if _configured:
         return
     _configured = True
     numeric = getattr(logging, level, logging.INFO)
-    handler = logging.StreamHandler(CurrentStderr())
-    handler.setFormatter(ScrubbingFormatter("%(levelname)s %(name)s %(message)s"))
+    handler = stderr_handler()
+    handler.setFormatter(ScrubbingFormatter(LINE_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -116,7 +144,7 @@ def configure(level: str = "INFO") -> None:
     root.setLevel(numeric)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "sqlalchemy", "alembic"):
         for h in logging.getLogger(name).handlers:
-            h.setFormatter(ScrubbingFormatter("%(levelname)s %(name)s %(message)s"))
+            h.setFormatter(ScrubbingFormatter(LINE_FORMAT))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

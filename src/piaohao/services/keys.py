@@ -16,10 +16,15 @@ from dataclasses import dataclass
 from sqlalchemy import Column, Connection, Table, select, update
 
 from piaohao.channel_directory import SEALED_PURPOSE as CHANNEL_PURPOSE
+from piaohao.db.schema import apps
 from piaohao.db.schema_channels import channel_accounts
+from piaohao.db.schema_clearing import split_receivers, sub_merchants
+from piaohao.db.schema_members import disbursements
+from piaohao.db.schema_payways import member_cards
+from piaohao.db.sealed import purpose
 from piaohao.kernel.errors import InvalidRequest
 from piaohao.kernel.sealing import SECRET_KEY_CHARS_MIN, Sealer, SealError
-from piaohao.kernel.settings import Settings
+from piaohao.kernel.settings import Settings, SettingsError
 from piaohao.platform import Platform
 from piaohao.services.operations import _check_operator, audit  # (same layer; avoids a cycle at import)
 
@@ -32,11 +37,49 @@ class SealedColumn:
     purpose: Callable[[str], str]  # row key -> purpose string
 
 
+def _by_row(table: Table, key: Column, column: Column) -> SealedColumn:
+    """A column sealed by the `db.sealed` rule (bound to table, column and row key)."""
+    return SealedColumn(table, key, column, lambda k: purpose(table.name, column.name, k))
+
+
+def _fixed(table: Table, key: Column, column: Column, fixed: str) -> SealedColumn:
+    return SealedColumn(table, key, column, lambda _k: fixed)
+
+
 SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn(channel_accounts, channel_accounts.c.channel_account_id, channel_accounts.c.config_sealed,
                  lambda k: f"{CHANNEL_PURPOSE}:{k}"),
+    _by_row(apps, apps.c.app_id, apps.c.secret_sealed),
+    _by_row(apps, apps.c.app_id, apps.c.previous_secret_sealed),
+    _by_row(sub_merchants, sub_merchants.c.sub_merchant_id, sub_merchants.c.id_number_sealed),
+    _by_row(sub_merchants, sub_merchants.c.sub_merchant_id, sub_merchants.c.account_number_sealed),
+    _by_row(split_receivers, split_receivers.c.receiver_id, split_receivers.c.account_number_sealed),
+    _by_row(disbursements, disbursements.c.disbursement_no, disbursements.c.account_number_sealed),
+    # Bound cards (services/cards.py) seal under a fixed purpose per field.
+    *(_fixed(member_cards, member_cards.c.card_id, member_cards.c[f"{name}_sealed"], name)
+      for name in ("card_no", "id_number", "phone", "holder_name")),
 )
 BATCH_ROWS = 500
+
+
+def check_key(p: Platform) -> None:
+    """At startup: the key opens what is sealed here (one value per sealed column), or a
+    SettingsError says so, rather than a failure at the first signed request or payout."""
+    with p.db.read() as conn:
+        samples = [(col, row) for col in SEALED_COLUMNS
+                   if (row := conn.execute(select(col.key, col.column).where(col.column.is_not(None)).limit(1))
+                       .first()) is not None]
+    if not samples:
+        return
+    sealer = p.sealer()
+    for col, (key, sealed) in samples:
+        try:
+            sealer.open(sealed, purpose=col.purpose(key))
+        except SealError as exc:
+            raise SettingsError(
+                f"PIAOHAO_SECRET_KEY (key id {sealer.key_id}) does not open the secrets stored in this database "
+                f"({col.table.name}.{col.column.name}: {exc}); give the key they were sealed with, or finish "
+                "`piaohao keys rotate`") from None
 
 
 def _rotate_column(p: Platform, col: SealedColumn, old: Sealer, new: Sealer) -> int:

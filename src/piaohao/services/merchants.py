@@ -1,4 +1,8 @@
-"""Merchants and their apps: provisioning, secret rotation, disabling, and the lookups auth needs."""
+"""Merchants and their apps: provisioning, secret rotation, disabling, and the lookups auth needs.
+
+App secrets are stored sealed (`db.sealed`: bound to the app and the column) and opened in the
+one place they are loaded for auth (`load_app_auth`; the gateway caches its answer per app) and in
+the notification dispatcher, which signs with them."""
 
 from __future__ import annotations
 
@@ -9,8 +13,11 @@ from sqlalchemy import insert, select, update
 
 from piaohao.db.database import Database
 from piaohao.db.schema import apps, merchants
+from piaohao.db.sealed import open_column, seal_column
 from piaohao.kernel.errors import AppNotFound, InvalidRequest, MerchantNotFound
 from piaohao.kernel.ids import new_id, new_secret
+from piaohao.kernel.sealing import Sealer
+from piaohao.platform import Platform
 
 SECRET_ROTATION_GRACE_S = 24 * 3600  # the old secret keeps working this long after a rotation
 NAME_LEN_MAX = 200
@@ -33,48 +40,64 @@ class AppAuth:
     active: bool
 
 
-def create_merchant(db: Database, name: str, now: datetime) -> AppCredentials:
+def seal_secret(sealer: Sealer, app_id: str, secret: str, column: str = "secret_sealed") -> str:
+    return seal_column(sealer, "apps", column, app_id, secret)
+
+
+def open_secret(sealer: Sealer, app_id: str, sealed: str, column: str = "secret_sealed") -> str:
+    return open_column(sealer, "apps", column, app_id, sealed)
+
+
+def create_merchant(p: Platform, name: str, now: datetime | None = None) -> AppCredentials:
     name = name.strip()
     if not name or len(name) > NAME_LEN_MAX:
         raise InvalidRequest(f"merchant name must be 1-{NAME_LEN_MAX} characters")
+    now = now or p.clock.now()
     merchant_id, app_id, secret = new_id("mch"), new_id("app"), new_secret()
+    sealed = seal_secret(p.sealer(), app_id, secret)
 
     def tx(conn):
         conn.execute(insert(merchants).values(merchant_id=merchant_id, name=name, status="active", created_at=now))
-        conn.execute(insert(apps).values(app_id=app_id, merchant_id=merchant_id, secret=secret, status="active",
-                                         created_at=now))
+        conn.execute(insert(apps).values(app_id=app_id, merchant_id=merchant_id, secret_sealed=sealed,
+                                         status="active", created_at=now))
 
-    db.write(tx)
+    p.db.write(tx)
     return AppCredentials(merchant_id, app_id, secret)
 
 
-def create_app(db: Database, merchant_id: str, now: datetime) -> AppCredentials:
+def create_app(p: Platform, merchant_id: str, now: datetime | None = None) -> AppCredentials:
+    now = now or p.clock.now()
     app_id, secret = new_id("app"), new_secret()
+    sealed = seal_secret(p.sealer(), app_id, secret)
 
     def tx(conn):
         if conn.execute(select(merchants.c.merchant_id).where(merchants.c.merchant_id == merchant_id)).first() is None:
             raise MerchantNotFound(f"no merchant {merchant_id}")
-        conn.execute(insert(apps).values(app_id=app_id, merchant_id=merchant_id, secret=secret, status="active",
-                                         created_at=now))
+        conn.execute(insert(apps).values(app_id=app_id, merchant_id=merchant_id, secret_sealed=sealed,
+                                         status="active", created_at=now))
 
-    db.write(tx)
+    p.db.write(tx)
     return AppCredentials(merchant_id, app_id, secret)
 
 
-def rotate_secret(db: Database, app_id: str, now: datetime, grace_s: int = SECRET_ROTATION_GRACE_S) -> AppCredentials:
+def rotate_secret(p: Platform, app_id: str, now: datetime | None = None,
+                  grace_s: int = SECRET_ROTATION_GRACE_S) -> AppCredentials:
     """A new secret, shown once; the old one stays valid for `grace_s` so callers can switch over."""
-    secret = new_secret()
+    now = now or p.clock.now()
+    sealer, secret = p.sealer(), new_secret()
+    sealed = seal_secret(sealer, app_id, secret)
 
     def tx(conn):
         row = conn.execute(select(apps).where(apps.c.app_id == app_id).with_for_update()).mappings().first()
         if row is None:
             raise AppNotFound(f"no app {app_id}")
+        old = open_secret(sealer, app_id, row["secret_sealed"])  # re-sealed: each column has its own purpose
         conn.execute(update(apps).where(apps.c.app_id == app_id).values(
-            secret=secret, previous_secret=row["secret"],
+            secret_sealed=sealed, previous_secret_sealed=seal_secret(sealer, app_id, old, "previous_secret_sealed"),
             previous_secret_expires_at=now + timedelta(seconds=grace_s), rotated_at=now))
         return row["merchant_id"]
 
-    merchant_id = db.write(tx)
+    merchant_id = p.db.write(tx)
     return AppCredentials(merchant_id, app_id, secret)
 
 
@@ -124,18 +147,21 @@ def list_merchants(db: Database) -> list[dict]:
     return [dict(r, apps=by_merchant.get(r["merchant_id"], [])) for r in rows]
 
 
-def load_app_auth(db: Database, app_id: str, now: datetime) -> AppAuth | None:
-    with db.read() as conn:
+def load_app_auth(p: Platform, app_id: str, now: datetime) -> AppAuth | None:
+    """The one place an app's secrets are loaded for auth: opened here (~10 µs each), cached by the gateway."""
+    with p.db.read() as conn:
         row = conn.execute(
-            select(apps.c.app_id, apps.c.merchant_id, apps.c.secret, apps.c.previous_secret,
+            select(apps.c.app_id, apps.c.merchant_id, apps.c.secret_sealed, apps.c.previous_secret_sealed,
                    apps.c.previous_secret_expires_at, apps.c.status, merchants.c.status.label("merchant_status"))
             .join(merchants, merchants.c.merchant_id == apps.c.merchant_id)
             .where(apps.c.app_id == app_id)
         ).mappings().first()
     if row is None:
         return None
-    keys = [row["secret"]]
-    if row["previous_secret"] and row["previous_secret_expires_at"] and row["previous_secret_expires_at"] > now:
-        keys.append(row["previous_secret"])
+    sealer = p.sealer()
+    keys = [open_secret(sealer, app_id, row["secret_sealed"])]
+    previous, until = row["previous_secret_sealed"], row["previous_secret_expires_at"]
+    if previous and until and until > now:
+        keys.append(open_secret(sealer, app_id, previous, "previous_secret_sealed"))
     active = row["status"] == "active" and row["merchant_status"] == "active"
     return AppAuth(row["app_id"], row["merchant_id"], tuple(keys), active)

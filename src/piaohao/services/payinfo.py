@@ -170,7 +170,7 @@ def _verified(p: Platform, url: str, secrets_: tuple[str, ...], answer: Outbound
 def open_order(p: Platform, app_id: str, out_trade_no: str, parse: Callable[[dict], NewTrade]):
     """The trade row for a pull-mode order, created from the order system's PayInfo on first open.
     `parse` turns the answer (a `POST /v1/trades` body) into a `NewTrade`, raising ValueError."""
-    auth = load_app_auth(p.db, app_id, p.clock.now())
+    auth = load_app_auth(p, app_id, p.clock.now())
     if auth is None or not auth.active:
         raise OrderNotFound("no such order")
     url = payinfo_url_of(p, auth.merchant_id)

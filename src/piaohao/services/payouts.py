@@ -14,8 +14,8 @@ The executor (`piaohao.workers.payouts`) then calls the channel outside any tran
   growing intervals; after the last try the record stays `processing` and a `payout_unknown`
   alert asks an operator to settle it.
 Each final state enqueues `withdrawal.*` / `payout.*` in the same transaction. Bank account numbers
-are stored in full (needed to pay, and to pay again with the same key) but only ever shown or
-logged masked (last 4 digits).
+are kept in full (needed to pay, and to pay again with the same key) but sealed (`db.sealed`),
+opened only by the executor to call the channel; views and logs use the masked copy (last 4 digits).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from piaohao.books import chart, payout, withdraw
 from piaohao.channels.spi import Outcome, PayoutResult
 from piaohao.db.inserts import Raced, insert_once
 from piaohao.db.schema_members import disbursements
+from piaohao.db.sealed import open_column, seal_column
 from piaohao.domain.bank_accounts import BankAccount, mask  # noqa: F401  (re-exported)
 from piaohao.domain.business import DISBURSEMENT_STATES, PAYOUT, PROCESSING, WITHDRAWAL
 from piaohao.kernel.clock import rfc3339
@@ -52,7 +53,7 @@ from piaohao.kernel.outbound import check_urls
 from piaohao.platform import Platform
 from piaohao.services import notifications
 from piaohao.services.members import check_amount, fingerprint
-from piaohao.services.sub_merchants import find_sub_merchant
+from piaohao.services.sub_merchants import find_sub_merchant, sub_merchant_bank_account
 
 log = structlog.get_logger(__name__)
 NUMBER_OF = {WITHDRAWAL: "withdrawal_no", PAYOUT: "payout_no"}
@@ -70,7 +71,7 @@ def disbursement_view(p: Platform, d) -> dict:
         view["sub_merchant_id"] = d["sub_merchant_id"]
     view.update({
         "amount": d["amount"], "currency": d["currency"],
-        "bank_account": {"bank": d["bank"], "number": mask(d["account_number"]), "name": d["account_name"]},
+        "bank_account": {"bank": d["bank"], "number": d["account_number_masked"], "name": d["account_name"]},
         "status": d["status"], "fail_reason": d["fail_reason"], "notify_url": d["notify_url"],
         "created_at": rfc3339(d["created_at"], tz), "finished_at": rfc3339(d["finished_at"], tz),
     })
@@ -113,10 +114,13 @@ def new_row(p: Platform, kind: str, *, merchant_id: str, app_id: str, out_reques
             currency: str, account: BankAccount, notify_url: str | None, request_hash: str,
             member_id: str | None = None, sub_merchant_id: str | None = None) -> dict:
     now = p.clock.now()
-    return {"disbursement_no": new_id("wd" if kind == WITHDRAWAL else "po"), "kind": kind,
+    number = new_id("wd" if kind == WITHDRAWAL else "po")
+    return {"disbursement_no": number, "kind": kind,
             "merchant_id": merchant_id, "app_id": app_id, "out_request_no": out_request_no, "member_id": member_id,
             "sub_merchant_id": sub_merchant_id, "amount": amount, "currency": currency, "bank": account.bank,
-            "account_number": account.number, "account_name": account.name, "status": PROCESSING,
+            "account_number_sealed": seal_column(p.sealer(), "disbursements", "account_number_sealed", number,
+                                                 account.number),
+            "account_number_masked": mask(account.number), "account_name": account.name, "status": PROCESSING,
             "channel": payout_channel_key(p), "hold_id": None, "notify_url": notify_url, "request_hash": request_hash,
             "attempts": 0, "next_attempt_at": now, "channel_payout_no": None, "last_error": None,
             "fail_reason": None, "parked_at": None, "created_at": now, "finished_at": None, "updated_at": now}
@@ -148,7 +152,7 @@ def create_disbursement(p: Platform, row: dict, set_aside) -> tuple[dict, bool]:
         with p.db.read() as conn:
             return replay(find_disbursement(conn, row["merchant_id"], row["kind"], row["out_request_no"])), False
     log.info(f"{row['kind']}.created", number=row["disbursement_no"], amount=row["amount"],
-             account=mask(row["account_number"]))
+             account=row["account_number_masked"])
     return view, True
 
 
@@ -192,7 +196,7 @@ def create_payout(p: Platform, merchant_id: str, app_id: str, req: NewPayout) ->
         with p.db.read() as conn:
             seller = find_sub_merchant(conn, merchant_id, req.sub_merchant_id)
         if account is None:
-            account = BankAccount(seller["bank"], seller["account_number"], seller["account_name"])
+            account = sub_merchant_bank_account(p, seller)
     if account is None:
         raise InvalidRequest("bank_account is required for the merchant's own payout")
     digest = req.fingerprint()
@@ -240,6 +244,12 @@ def merchant_balance(p: Platform, merchant_id: str, currency: str = "CNY") -> di
 
 
 # --- the executor's side ---------------------------------------------------------------------------
+
+def disbursement_account_number(p: Platform, d) -> str:
+    """The full account number to pay (the executor's call to the channel; nothing else opens it)."""
+    return open_column(p.sealer(), "disbursements", "account_number_sealed", d["disbursement_no"],
+                       d["account_number_sealed"])
+
 
 def retry_delay_s(p: Platform, attempts: int) -> float:
     """Growing intervals after the k-th call: base, 2x base, 4x base, ... capped."""
@@ -299,7 +309,7 @@ def apply_payout_result(p: Platform, disbursement_no: str, result: PayoutResult,
                 next_attempt_at=None, parked_at=now, last_error=error, updated_at=now))
             raise_alert(conn, now=now, kind="payout_unknown", subject_type=d["kind"], subject_id=disbursement_no,
                         message=f"{d['kind']} {disbursement_no} of {d['amount']} {d['currency']} to "
-                                f"{mask(d['account_number'])}: the channel has not confirmed it after "
+                                f"{d['account_number_masked']}: the channel has not confirmed it after "
                                 f"{d['attempts']} tries; check with the bank and settle it by hand",
                         details={"merchant_id": d["merchant_id"], "last_error": error})
             return "parked"

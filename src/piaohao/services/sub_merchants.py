@@ -1,5 +1,6 @@
 """Sub-merchants (二級商戶) and split receivers: registration (idempotent), reading with balances,
-and the sub-merchant state table. Identity and bank numbers are only ever shown or logged masked."""
+and the sub-merchant state table. Identity and bank numbers are stored sealed (`db.sealed`) with a
+masked copy: only the masked copy is ever shown or logged; the bank number is opened only to pay."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from piaohao import ledger
 from piaohao.books import chart
 from piaohao.db.inserts import Raced, dialect_insert, insert_if_absent, insert_once
 from piaohao.db.schema_clearing import receiver_counters, split_receivers, sub_merchants
-from piaohao.domain.bank_accounts import BankAccount, mask
+from piaohao.db.sealed import open_column, seal_column
+from piaohao.domain.bank_accounts import BankAccount, mask, mask_id
 from piaohao.domain.states import IllegalTransition, StateMachine
 from piaohao.kernel.clock import rfc3339
 from piaohao.kernel.errors import (
@@ -39,13 +41,6 @@ SUB_MERCHANT_STATES = StateMachine("sub_merchant", {
     (FROZEN, "close"): CLOSED,
 }, final={CLOSED})
 KYC_TYPES = ("individual", "enterprise")
-
-
-def mask_id(number: str) -> str:
-    """First 3 and last 4 characters show (an 18-character ID card: 110***********002X)."""
-    if len(number) <= 7:
-        return "*" * len(number)
-    return number[:3] + "*" * (len(number) - 7) + number[-4:]
 
 
 @dataclass(frozen=True)
@@ -79,8 +74,8 @@ def _balances(conn: Connection, pending_name: str | None, settled_name: str, own
 def sub_merchant_view(conn: Connection, p: Platform, r, currency: str = "CNY") -> dict:
     return {
         "sub_merchant_id": r["sub_merchant_id"], "out_sub_merchant_id": r["out_sub_merchant_id"], "name": r["name"],
-        "kyc": {"type": r["kyc_type"], "legal_name": r["legal_name"], "id_number": mask_id(r["id_number"])},
-        "bank_account": {"bank": r["bank"], "number": mask(r["account_number"]), "name": r["account_name"]},
+        "kyc": {"type": r["kyc_type"], "legal_name": r["legal_name"], "id_number": r["id_number_masked"]},
+        "bank_account": {"bank": r["bank"], "number": r["account_number_masked"], "name": r["account_name"]},
         "status": r["status"], "settle_after_days": r["settle_after_days"],
         "payout_every_days": r["payout_every_days"], "currency": currency,
         "balances": _balances(conn, "sub_merchant_pending_settlement", "sub_merchant_settled", r["sub_merchant_id"],
@@ -99,10 +94,16 @@ def create_sub_merchant(p: Platform, merchant_id: str, req: NewSubMerchant) -> t
     digest = req.fingerprint()
     now = p.clock.now()
     a = req.bank_account
-    row = {"sub_merchant_id": new_id("sub"), "merchant_id": merchant_id,
+    sub_merchant_id, sealer = new_id("sub"), p.sealer()
+    row = {"sub_merchant_id": sub_merchant_id, "merchant_id": merchant_id,
            "out_sub_merchant_id": req.out_sub_merchant_id, "name": req.name, "kyc_type": req.kyc_type,
-           "legal_name": req.legal_name, "id_number": req.id_number, "bank": a.bank, "account_number": a.number,
-           "account_name": a.name, "settle_after_days": req.settle_after_days,
+           "legal_name": req.legal_name,
+           "id_number_sealed": seal_column(sealer, "sub_merchants", "id_number_sealed", sub_merchant_id,
+                                           req.id_number),
+           "id_number_masked": mask_id(req.id_number), "bank": a.bank,
+           "account_number_sealed": seal_column(sealer, "sub_merchants", "account_number_sealed", sub_merchant_id,
+                                                a.number),
+           "account_number_masked": mask(a.number), "account_name": a.name, "settle_after_days": req.settle_after_days,
            "payout_every_days": req.payout_every_days, "status": PENDING_REVIEW, "request_hash": digest,
            "created_at": now, "updated_at": now}
 
@@ -128,6 +129,13 @@ def get_sub_merchant(p: Platform, merchant_id: str | None, sub_merchant_id: str)
     with p.db.read() as conn:
         r = find_sub_merchant(conn, merchant_id, sub_merchant_id)
         return sub_merchant_view(conn, p, r)
+
+
+def sub_merchant_bank_account(p: Platform, r) -> BankAccount:
+    """The sub-merchant's registered bank account in full (opened only to pay out to it)."""
+    number = open_column(p.sealer(), "sub_merchants", "account_number_sealed", r["sub_merchant_id"],
+                         r["account_number_sealed"])
+    return BankAccount(r["bank"], number, r["account_name"])
 
 
 def find_sub_merchant(conn: Connection, merchant_id: str | None, sub_merchant_id: str):
@@ -182,7 +190,7 @@ class NewReceiver:
 
 def receiver_view(conn: Connection, p: Platform, r, currency: str = "CNY") -> dict:
     return {"receiver_id": r["receiver_id"], "out_receiver_id": r["out_receiver_id"], "name": r["name"],
-            "bank_account": {"bank": r["bank"], "number": mask(r["account_number"]), "name": r["account_name"]},
+            "bank_account": {"bank": r["bank"], "number": r["account_number_masked"], "name": r["account_name"]},
             "currency": currency,
             "balances": _balances(conn, None, "receiver_settled", r["receiver_id"], currency),
             "created_at": rfc3339(r["created_at"], p.settings.tz)}
@@ -194,8 +202,12 @@ def create_receiver(p: Platform, merchant_id: str, req: NewReceiver) -> tuple[di
     digest = req.fingerprint()
     now = p.clock.now()
     a = req.bank_account
-    row = {"receiver_id": new_id("rcv"), "merchant_id": merchant_id, "out_receiver_id": req.out_receiver_id,
-           "name": req.name, "bank": a.bank, "account_number": a.number, "account_name": a.name,
+    receiver_id = new_id("rcv")
+    row = {"receiver_id": receiver_id, "merchant_id": merchant_id, "out_receiver_id": req.out_receiver_id,
+           "name": req.name, "bank": a.bank,
+           "account_number_sealed": seal_column(p.sealer(), "split_receivers", "account_number_sealed", receiver_id,
+                                                a.number),
+           "account_number_masked": mask(a.number), "account_name": a.name,
            "request_hash": digest, "created_at": now}
     limit = p.settings.split_receivers_max
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,7 +39,9 @@ from piaohao.db.schema import apps, notification_attempts, outbox_events
 from piaohao.kernel import signing
 from piaohao.kernel.clock import Clock
 from piaohao.kernel.outbound import OutboundRefused, guarded_client
+from piaohao.kernel.sealing import Sealer
 from piaohao.kernel.settings import Settings
+from piaohao.services.merchants import open_secret
 from piaohao.services.notifications import EVENT_STATES, PENDING, truncate_error
 
 log = structlog.get_logger(__name__)
@@ -115,12 +118,15 @@ class OutboxDispatcher:
         batch_size: int = 50,
         concurrency: int = 8,
         worker_id: str | None = None,
+        sealer: Callable[[], Sealer] | None = None,  # the platform's (opens app secrets); else from `settings`
     ):
         if batch_size < 1 or concurrency < 1:
             raise ValueError("batch_size and concurrency must be at least 1")
         self.db = db
         self.settings = settings
         self.clock = clock
+        self._sealer_of = sealer or settings.sealer
+        self._sealer: Sealer | None = None
         self.batch_size = batch_size
         self.concurrency = concurrency
         self.worker_id = worker_id or f"dispatcher-{secrets.token_hex(4)}"
@@ -200,9 +206,12 @@ class OutboxDispatcher:
             )
             app_ids = sorted({r.app_id for r in rows})
             # The app's current secret, read with the claim: a rotation applies from the next batch.
-            secrets_by_app = dict(
-                conn.execute(select(apps.c.app_id, apps.c.secret).where(apps.c.app_id.in_(app_ids))).all()
-            )
+            sealer = self.sealer()
+            secrets_by_app = {
+                app_id: open_secret(sealer, app_id, sealed)
+                for app_id, sealed in conn.execute(
+                    select(apps.c.app_id, apps.c.secret_sealed).where(apps.c.app_id.in_(app_ids))).all()
+            }
             return [
                 Claim(
                     event_id=r.event_id,
@@ -218,6 +227,11 @@ class OutboxDispatcher:
             ]
 
         return self.db.write(fn)
+
+    def sealer(self) -> Sealer:
+        if self._sealer is None:
+            self._sealer = self._sealer_of()
+        return self._sealer
 
     def _process(self, claim: Claim) -> None:
         try:

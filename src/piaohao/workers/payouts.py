@@ -25,7 +25,7 @@ from piaohao.channels.spi import Outcome, PayoutRequest, PayoutResult
 from piaohao.db.schema_members import disbursements
 from piaohao.domain.business import DISBURSEMENT_STATES, PROCESSING
 from piaohao.platform import Platform
-from piaohao.services.payouts import apply_payout_result, mask
+from piaohao.services.payouts import apply_payout_result, disbursement_account_number
 
 log = structlog.get_logger(__name__)
 LEASE_MARGIN_S = 30.0
@@ -80,14 +80,14 @@ class PayoutExecutor:
     def _call(self, row, attempts: int) -> PayoutResult:
         channel = self.p.channel(row["channel"])
         request = PayoutRequest(payout_no=row["disbursement_no"], amount=row["amount"], currency=row["currency"],
-                                bank=row["bank"], account_number=row["account_number"],
+                                bank=row["bank"], account_number=disbursement_account_number(self.p, row),
                                 account_name=row["account_name"])
         if attempts == 0:
             log.info("payout.call", number=row["disbursement_no"], kind=row["kind"], amount=row["amount"],
-                     account=mask(row["account_number"]))
+                     account=row["account_number_masked"])
             return channel.payout(request)
         result = channel.query_payout(row["disbursement_no"])
         if result.outcome == Outcome.NOT_FOUND:
-            log.info("payout.resend", number=row["disbursement_no"], account=mask(row["account_number"]))
+            log.info("payout.resend", number=row["disbursement_no"], account=row["account_number_masked"])
             return channel.payout(request)
         return result
