@@ -212,6 +212,7 @@ def test_close_while_the_channel_is_down_is_refused_and_changes_nothing(running,
     assert status_of(m, trade) == "pending"
 
 
+@pytest.mark.timeout(300)  # waits out channel timeouts (5 s each) on a loaded machine
 def test_create_payment_timeout_is_settled_by_the_active_query(make_platform, receiver):
     running = make_platform(channel_timeout_s=CHANNEL_TIMEOUT_S)
     m = running.merchant()
@@ -222,7 +223,7 @@ def test_create_payment_timeout_is_settled_by_the_active_query(make_platform, re
     # The buyer tries again: the same attempt, the same channel order.
     redirect = start(trade)
     succeed(redirect, "never")
-    assert wait_status(m, trade, "succeeded")
+    assert wait_status(m, trade, "succeeded", timeout_s=120)
     assert count(running, payments, payments.c.trade_no == trade["trade_no"]) == 1
 
 
@@ -314,13 +315,14 @@ def test_lost_notifications_and_failing_queries_are_retried_until_the_truth_is_k
     assert attempts >= 4
 
 
+@pytest.mark.timeout(300)  # waits out channel timeouts (5 s each) on a loaded machine
 def test_query_that_times_out_is_unknown_not_failed(make_platform, receiver):
     running = make_platform(channel_timeout_s=CHANNEL_TIMEOUT_S)
     m = running.merchant()
     trade = create(m, receiver)
     running.assembly.sandbox_service.set_fault("query", "timeout", delay_s=FAULT_DELAY_S, count=2)
     succeed(start(trade), "never")
-    assert wait_status(m, trade, "succeeded", timeout_s=60)
+    assert wait_status(m, trade, "succeeded", timeout_s=120)
     assert count(running, payments, payments.c.trade_no == trade["trade_no"], payments.c.status == "failed") == 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ import textwrap
 import httpx
 import pytest
 
+from tests.e2e.test_serve_processes import stop
 from tests.support.merchant import wait_until
 from tests.support.servers import free_port
 
@@ -57,7 +57,7 @@ def test_child_processes_log_through_the_scrubber(tmp_path):
     stderr_path = tmp_path / "stderr.log"
     with open(stderr_path, "wb") as stderr:
         server = subprocess.Popen([exe, "serve", "--port", str(port), "--processes", "2", "--no-workers"], env=env,
-                                  cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr)
+                                  cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
         try:
             base = f"http://127.0.0.1:{port}"
             # Generous: two processes start (each assembles a platform) on a loaded machine.
@@ -67,12 +67,7 @@ def test_child_processes_log_through_the_scrubber(tmp_path):
             assert wait_until(lambda: stderr_path.read_text().count("Exception in ASGI application") >= 1,
                               timeout_s=60), stderr_path.read_text()
         finally:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=30)
+            stop(server)
     logs = stderr_path.read_text()
     assert "Traceback" in logs and "RuntimeError" in logs, logs  # the uvicorn traceback was written...
     assert CARD not in logs and SECRET_VALUE not in logs, logs  # ...scrubbed

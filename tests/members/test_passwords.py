@@ -3,12 +3,13 @@ one resets the count; the count is committed although the request fails, and rac
 
 from __future__ import annotations
 
-import time
+import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select
 
 from piaohao.db.schema_members import members
+from piaohao.kernel.clock import FakeClock
 from piaohao.services import passwords
 from tests.members.conftest import PASSWORD, accounts, fund_member, key, new_member
 
@@ -35,7 +36,10 @@ def _failures(running, member_id):
 
 
 def test_wrong_password_counts_five_locks_and_the_lock_runs_out(make_platform):
-    running = make_platform(password_lock_s=1)
+    # The lock runs out on the platform's clock, moved by the test (close to the wall clock, so the
+    # merchant's signed timestamps stay inside the gateway's window).
+    clock = FakeClock(dt.datetime.now(dt.UTC))
+    running = make_platform(password_lock_s=60, clock=clock)
     m = running.merchant()
     a, b = new_member(m)["member_id"], new_member(m, "Han Meimei")["member_id"]
     fund_member(running, a, 100)
@@ -50,7 +54,9 @@ def test_wrong_password_counts_five_locks_and_the_lock_runs_out(make_platform):
         locked = _transfer(m, a, b, password)
         assert locked.status_code == 423 and locked.json()["code"] == "PAYMENT_PASSWORD_LOCKED", locked.text
     assert accounts(m, a)["balance"]["available"] == 100
-    time.sleep(1.2)
+    clock.advance(59)
+    assert _transfer(m, a, b, PASSWORD).status_code == 423  # not yet
+    clock.advance(2)
     ok = _transfer(m, a, b, PASSWORD)
     assert ok.status_code == 201, ok.text
     assert tuple(_failures(running, a)) == (0, None)

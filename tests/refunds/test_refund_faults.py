@@ -8,6 +8,7 @@ import time
 
 import httpx
 import orjson
+import pytest
 from sqlalchemy import select
 
 from piaohao import ledger
@@ -31,25 +32,31 @@ from tests.refunds.helpers import (
 )
 from tests.support.merchant import wait_until
 
+# A refund call that times out: no ordinary call takes CHANNEL_TIMEOUT_S, even on 2 busy cores; the
+# faulted one answers only after FAULT_DELAY_S, so the timeout fires whatever the load.
+CHANNEL_TIMEOUT_S = 15.0  # (5 s was reached by an ordinary create call at a load average of 20 on 2 cores)
+FAULT_DELAY_S = 30.0
 
+
+@pytest.mark.timeout(300)
 def test_refund_call_timing_out_is_settled_by_the_query_once(make_platform, receiver):
-    running = make_platform(channel_timeout_s=1.5)
+    running = make_platform(channel_timeout_s=CHANNEL_TIMEOUT_S)
     sandbox = running.assembly.sandbox_service
     m = running.merchant()
     trade = paid_trade(m, receiver, amount=100)
     # The channel refunds, but its answer is lost, and its notification never arrives: only a
     # query can tell.
-    sandbox.set_fault("refund", "timeout", delay_s=3.0, count=1)
+    sandbox.set_fault("refund", "timeout", delay_s=FAULT_DELAY_S, count=1)
     sandbox.set_fault("notify", "error")
     r = refund(m, trade, "R1", 100)
     assert r.status_code == 201 and r.json()["status"] == "processing", r.text
     no = r.json()["refund_no"]
-    assert wait_refund(m, no, "succeeded")
+    assert wait_refund(m, no, "succeeded", timeout_s=120)
     row = refund_rows(running, refunds.c.refund_no == no)[0]
     assert row["channel_refund_no"] and row["channel_calls"] == 1  # asked once, then only queried
     assert count(running, ledger_entries, ledger_entries.c.source_id == row["hold_id"]) == 1  # posted once
     sandbox.clear_faults()
-    assert wait_until(lambda: receiver.events("refund.succeeded"))
+    assert wait_until(lambda: receiver.events("refund.succeeded"), timeout_s=60)
     wait_until(lambda: False, timeout_s=1.5)
     assert event_count(running, "refund.succeeded", no) == 1
     assert len(receiver.events("refund.succeeded")) == 1
@@ -111,22 +118,24 @@ def test_refund_still_processing_at_the_channel_is_not_given_up(make_platform, r
     no = r.json()["refund_no"]
     assert r.json()["status"] == "processing"
     # Tries are used up, but the channel says "processing": parked for an operator, never failed.
-    assert wait_until(lambda: alert_count(running, "refund_stuck") == 1, timeout_s=10)
+    assert wait_until(lambda: alert_count(running, "refund_stuck") == 1, timeout_s=60)
     assert refund_rows(running, refunds.c.refund_no == no)[0]["status"] == "processing"
-    assert wait_refund(m, no, "succeeded", timeout_s=20)
+    assert wait_refund(m, no, "succeeded", timeout_s=60)
     assert books_balance(running) == []
 
 
+@pytest.mark.timeout(300)
 def test_a_refund_notification_settles_a_processing_refund(make_platform, receiver):
-    running = make_platform(channel_timeout_s=1.5, active_query_after_s=30, active_query_interval_max_s=60)
+    running = make_platform(channel_timeout_s=CHANNEL_TIMEOUT_S, active_query_after_s=600,
+                            active_query_interval_max_s=1200)
     sandbox = running.assembly.sandbox_service
     m = running.merchant()
     trade = paid_trade(m, receiver, amount=100)
-    sandbox.set_fault("refund", "timeout", delay_s=3.0, count=1)
+    sandbox.set_fault("refund", "timeout", delay_s=FAULT_DELAY_S, count=1)
     r = refund(m, trade, "R1", 100)
     no = r.json()["refund_no"]
-    # The worker would only query in 30 s: the channel's own notification is what settles it.
-    assert wait_refund(m, no, "succeeded", timeout_s=10)
+    # The worker would only query in 10 min: the channel's own notification is what settles it.
+    assert wait_refund(m, no, "succeeded", timeout_s=120)
     row = refund_rows(running, refunds.c.refund_no == no)[0]
     assert row["channel_refund_no"]  # learned by one query after the notification
     assert books_balance(running) == []
@@ -173,7 +182,7 @@ def test_duplicated_refund_notifications_have_one_effect(running, receiver):
 
 
 def test_a_notified_amount_that_disagrees_changes_nothing(make_platform, receiver):
-    running = make_platform(channel_timeout_s=1.5)
+    running = make_platform(channel_timeout_s=CHANNEL_TIMEOUT_S)
     sandbox = running.assembly.sandbox_service
     m = running.merchant()
     trade = paid_trade(m, receiver, amount=100)
