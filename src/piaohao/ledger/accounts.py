@@ -14,10 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, any_, bindparam, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Connection, select, text, update
 
-from piaohao.db.bulk import insert_rows
+from piaohao.db.bulk import array_literal, insert_rows, pg_array
 from piaohao.db.inserts import dialect_insert
 from piaohao.db.schema_ledger import ledger_accounts, ledger_balances
 from piaohao.kernel.errors import AccountConflict, AccountNotFound, CreditLimitBelowUsed, InvalidLeg, LedgerError
@@ -58,8 +57,8 @@ def account_meta(conn: Connection, account_ids: Iterable[str]) -> dict[str, Acco
     missing = ids - found.keys()
     if missing:
         a = ledger_accounts.c
-        ids_in = (a.account_id == any_(bindparam(None, sorted(missing), type_=ARRAY(a.account_id.type)))
-                  if conn.dialect.name == "postgresql" else a.account_id.in_(sorted(missing)))
+        ids_in = (pg_array(a.account_id, sorted(missing)) if conn.dialect.name == "postgresql"
+                  else a.account_id.in_(sorted(missing)))
         rows = conn.execute(select(a.account_id, a.currency, a.normal_side, a.constraint_kind, a.shard_count)
                             .where(ids_in)).all()
         with _meta_lock:
@@ -192,8 +191,9 @@ def get_or_create_accounts(conn: Connection, owner_type: str, owner_ids: Iterabl
 
     def read(part: list[str]) -> None:
         if pg:  # one fixed statement over an array: index probes, whatever the table's statistics say
-            out.update(dict(conn.execute(_PG_READ_ACCOUNTS, {"owner_type": owner_type, "purpose": purpose,
-                                                             "currency": currency, "owners": part}).all()))
+            out.update(dict(conn.execute(_PG_READ_ACCOUNTS, {
+                "owner_type": owner_type, "purpose": purpose, "currency": currency,
+                "owners": array_literal(part)}).all()))
             return
         out.update(dict(conn.execute(select(la.owner_id, la.account_id).where(
             la.owner_type == owner_type, la.purpose == purpose, la.currency == currency,
@@ -256,7 +256,8 @@ def _insert_accounts(conn: Connection, rows: list[dict]) -> set[str]:
         return set(conn.execute(_PG_INSERT_ACCOUNTS, {
             "owner_type": first["owner_type"], "purpose": first["purpose"], "currency": first["currency"],
             "normal_side": first["normal_side"], "constraint_kind": first["constraint_kind"], "at": first["created_at"],
-            "ids": [r["account_id"] for r in rows], "owners": [r["owner_id"] for r in rows]}).scalars())
+            "ids": array_literal([r["account_id"] for r in rows]),
+            "owners": array_literal([r["owner_id"] for r in rows])}).scalars())
     conn.execute(dialect_insert(conn, ledger_accounts).on_conflict_do_nothing(
         index_elements=["owner_type", "owner_id", "purpose", "currency"]), rows)
     la = ledger_accounts.c
