@@ -16,7 +16,7 @@ transaction, for a whole set of orders at once (a chunk of a run, or a confirmed
    query and check each equals its batch.
 Any failed check raises SettlementVerificationFailed and the transaction rolls back: nothing of
 the set exists. The caller has locked the order rows. Statements per order: none; per set: a
-fixed number plus one per 900 trades read and per 900 batches verified.
+fixed number on PostgreSQL (keys as one array parameter), plus one per 900 keys on SQLite.
 """
 
 from __future__ import annotations
