@@ -91,6 +91,8 @@ def main() -> int:
     ap.add_argument("--receivers", type=int, default=20_000)
     ap.add_argument("--sellers", type=int, default=1_000)
     ap.add_argument("--chunk", type=int, default=5_000, help="orders per settlement transaction")
+    ap.add_argument("--cold", action="store_true", help="measure as on a new database: statistics taken while "
+                    "the ledger and settlement tables were empty, the setup's pooled connections (and their plans)")
     ap.add_argument("--profile", action="store_true", help="cProfile run_due; print the top functions by "
                     "cumulative time (wall time, so time waiting on PostgreSQL shows in the SQL calls)")
     args = ap.parse_args()
@@ -164,9 +166,10 @@ def main() -> int:
         # Steady state before measuring: statistics as autovacuum would keep them on a live
         # database, and a fresh pool as a worker process has (the setup's connections cached plans,
         # foreign-key checks included, made while the tables were empty).
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-            c.execute(text("VACUUM ANALYZE"))
-        db.engine.dispose()
+        if not args.cold:
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                c.execute(text("VACUUM ANALYZE"))
+            db.engine.dispose()
         print(f"generated {n:,} paid orders for {s:,} sellers, {r:,} receivers in {time.perf_counter() - t0:.1f} s")
 
         with PeakMemory() as base_mem:
