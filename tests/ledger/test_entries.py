@@ -133,3 +133,23 @@ def test_naive_times_refused(db, make_account):
     a, b = make_account("a", side="debit"), make_account("b")
     with pytest.raises(LedgerError):
         db.write(lambda c: transfer(c, ("t", "1", "x"), a.account_id, b.account_id, 5, at=datetime(2026, 1, 1)))
+
+
+AWKWARD_TEXTS = ["plain", "a,b", 'say "hi"', "back\\slash", "{braces}", "NULL", "null", " padded ", "tab\there",
+                 "line\nbreak", "中文 描述", ""]
+
+
+def test_batch_keeps_any_key_and_description_text_exactly(db, make_account):
+    # On PostgreSQL a batch travels as array literals: a comma, quote, brace, backslash, blank, the
+    # word NULL or an empty string in a key or a description must come back exactly as given.
+    a, b = make_account("a", side="debit"), make_account("b")
+    batch = [NewEntry(EntryKey("awkward", f"id {i} {text}".strip() or "x", "op,x"),
+                      [debit(a.account_id, i + 1), credit(b.account_id, i + 1)],
+                      description=text if i % 3 else None)
+             for i, text in enumerate(AWKWARD_TEXTS)]
+    db.write(lambda c: post_entries(c, batch))
+    with db.read() as c:
+        for n in batch:
+            got = get_entry(c, n.key)
+            assert (got.key, got.description) == (n.key, n.description)
+    assert check(db) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from collections import defaultdict
@@ -14,7 +15,6 @@ from piaohao.kernel.errors import InvalidLeg, LedgerError, UnbalancedEntry
 from piaohao.kernel.money import AMOUNT_MAX
 
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-_RANDOM_SPACE = 36**12
 SOURCE_FIELD_MAX_CHARS = {"source_type": 32, "source_id": 64, "operation": 64}
 
 
@@ -184,11 +184,19 @@ def _base36(n: int, width: int) -> str:
     return "".join(reversed(out)).rjust(width, "0")
 
 
+_ms_part: tuple[int, str] = (-1, "")
+
+
 def fast_id(prefix: str) -> str:
-    """Same shape as `piaohao.kernel.ids.new_id` (prefix, 9 chars of ms, 12 random base36 chars), from one
-    urandom call instead of twelve `secrets.choice` calls: it was a quarter of the batch path's CPU."""
-    rand = int.from_bytes(os.urandom(8), "big") % _RANDOM_SPACE
-    return f"{prefix}_{_base36(int(time.time() * 1000), 9)}{_base36(rand, 12)}"
+    """Same shape as `piaohao.kernel.ids.new_id` (prefix, 9 chars of ms, 12 random chars of the base36
+    alphabet), cheaply: the time part is computed once per millisecond, the random part is 60 bits
+    of one urandom call in lower-case base32 (letters and 2-7, a subset of base36), encoded in C.
+    Twelve `secrets.choice` calls were a quarter of the batch path's CPU, a base36 loop still 10 %."""
+    global _ms_part
+    ms = int(time.time() * 1000)
+    if _ms_part[0] != ms:
+        _ms_part = (ms, _base36(ms, 9))
+    return f"{prefix}_{_ms_part[1]}{base64.b32encode(os.urandom(8))[:12].decode().lower()}"
 
 
 def instant(when: datetime | None, name: str = "at") -> datetime:

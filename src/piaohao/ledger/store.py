@@ -22,6 +22,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, select, text, tuple_, update
 from sqlalchemy.dialects import sqlite
 
+from piaohao.db.bulk import array_literal
 from piaohao.db.schema_ledger import ledger_balances, ledger_entries, ledger_legs
 from piaohao.kernel.errors import AccountNotFound, InsufficientFunds
 
@@ -96,6 +97,11 @@ def read_rows(conn: Connection, keys: Sequence[RowKey]) -> dict[RowKey, RowState
     return found
 
 
+def read_rows_present(conn: Connection, keys: Sequence[RowKey]) -> list[RowKey]:
+    rows = conn.execute(select(_b.account_id, _b.shard).where(tuple_(_b.account_id, _b.shard).in_(sorted(set(keys)))))
+    return [(r[0], r[1]) for r in rows]
+
+
 # --- write -----------------------------------------------------------------------------------------
 _PG_POST = text("""
 WITH k AS (
@@ -146,7 +152,7 @@ SELECT 'entry', entry_id, NULL, NULL, NULL, NULL FROM new_entries
 UNION ALL
 SELECT 'short', account_id, shard, available, available_floor, change FROM short
 UNION ALL
-SELECT 'row', account_id, shard, NULL, NULL, NULL FROM locked
+SELECT 'rows', NULL, CAST(COUNT(*) AS int), NULL, NULL, NULL FROM locked
 """)
 
 
@@ -154,30 +160,32 @@ def _pg_post(conn: Connection, entries: Sequence[EntryRow], kind: str, at: datet
     deltas = sum_deltas(entries)
     keys = sorted(deltas)
     legs = [(e.entry_id, leg) for e in entries for leg in e.legs]
+    a = array_literal
     params = {
         "check": check, "n_rows": len(keys), "kind": kind, "at": at, "pending": kind == "pending",
-        "k_account": [k[0] for k in keys], "k_shard": [k[1] for k in keys], "k_change": [deltas[k][3] for k in keys],
-        "e_id": [e.entry_id for e in entries], "e_source_type": [e.source_type for e in entries],
-        "e_source_id": [e.source_id for e in entries], "e_operation": [e.operation for e in entries],
-        "e_hold_id": [e.hold_id for e in entries], "e_description": [e.description for e in entries],
-        "l_entry": [eid for eid, _ in legs], "l_account": [leg.account_id for _, leg in legs],
-        "l_shard": [leg.shard for _, leg in legs], "l_amount": [leg.amount for _, leg in legs],
-        "l_currency": [leg.currency for _, leg in legs],
-        "l_posted": [leg.delta[0] for _, leg in legs], "l_pending_debits": [leg.delta[1] for _, leg in legs],
-        "l_pending_credits": [leg.delta[2] for _, leg in legs], "l_available": [leg.delta[3] for _, leg in legs],
+        "k_account": a([k[0] for k in keys]), "k_shard": a([k[1] for k in keys]),
+        "k_change": a([deltas[k][3] for k in keys]),
+        "e_id": a([e.entry_id for e in entries]), "e_source_type": a([e.source_type for e in entries]),
+        "e_source_id": a([e.source_id for e in entries]), "e_operation": a([e.operation for e in entries]),
+        "e_hold_id": a([e.hold_id for e in entries]), "e_description": a([e.description for e in entries]),
+        "l_entry": a([eid for eid, _ in legs]), "l_account": a([leg.account_id for _, leg in legs]),
+        "l_shard": a([leg.shard for _, leg in legs]), "l_amount": a([leg.amount for _, leg in legs]),
+        "l_currency": a([leg.currency for _, leg in legs]),
+        "l_posted": a([leg.delta[0] for _, leg in legs]), "l_pending_debits": a([leg.delta[1] for _, leg in legs]),
+        "l_pending_credits": a([leg.delta[2] for _, leg in legs]), "l_available": a([leg.delta[3] for _, leg in legs]),
     }
     inserted: set[str] = set()
-    found: set[RowKey] = set()
+    found = 0
     short: list = []
     for what, ident, shard, available, floor, change in conn.execute(_PG_POST, params):
         if what == "entry":
             inserted.add(ident)
-        elif what == "row":
-            found.add((ident, shard))
+        elif what == "rows":
+            found = shard
         else:
             short.append((ident, shard, available, floor, change))
-    if len(found) != len(keys):
-        raise _missing(keys, found)
+    if found != len(keys):  # the refusal path only: which rows are missing
+        raise _missing(keys, set(read_rows_present(conn, keys)))
     if short:
         account_id, _, available, floor, change = min(short)
         raise InsufficientFunds(account_id, available, change, floor)
