@@ -221,13 +221,13 @@ def test_no_page_shows_a_secret_a_password_hash_or_a_full_bank_number(console):
                                                                  name="Li Lei")))
     user = signed_in(console, "ada", "admin")
     with p.db.read() as conn:
-        app_secrets = conn.execute(select(apps.c.secret)).scalars().all()
+        sealed_secrets = conn.execute(select(apps.c.secret_sealed)).scalars().all()
         hashes = conn.execute(select(operators.c.password_hash)).scalars().all()
         sessions = conn.execute(select(operator_sessions.c.session_hash)).scalars().all()
     pages = "".join(user.get(path).text for path in (
         "/console/", "/console/queue", "/console/trades", "/console/members", "/console/sub-merchants",
         "/console/payouts", "/console/refunds", "/console/settlement", "/console/audit", "/console/operators"))
-    secrets = [*app_secrets, *hashes, *sessions, user.http.cookies.get("piaohao_console"),
+    secrets = [m.secret, *sealed_secrets, *hashes, *sessions, user.http.cookies.get("piaohao_console"),
                console.settings.secret_key,
                "6222020200112233445", "110101199003070011"]
     for secret in secrets:

@@ -18,11 +18,9 @@ from piaohao.db.schema import outbox_events, payments, trade_components, trades
 from piaohao.db.schema_clearing import settlement_batches, sub_merchants
 from piaohao.db.schema_members import disbursements, members
 from piaohao.db.schema_refunds import refunds
-from piaohao.domain.bank_accounts import mask
 from piaohao.platform import Platform
 from piaohao.recon import findings
 from piaohao.services import notifications, operations
-from piaohao.services.sub_merchants import mask_id
 
 __all__ = ["LIMIT_DEFAULT", "LIMIT_MAX", "Page", "batches_page", "members_page", "payouts_page", "queue",
            "refunds_page", "sub_merchants_page", "trade_detail", "trades_page"]
@@ -134,19 +132,14 @@ def refunds_page(p: Platform, *, q: str = "", merchant_id: str = "", status: str
     return _page(p, stmt, limit, offset, {"q": q, "merchant_id": merchant_id, "status": status, "parked": parked})
 
 
-def _disbursement(row) -> dict:
-    out = dict(row)
-    out["account_number"] = mask(row["account_number"])
-    return out
-
-
 def payouts_page(p: Platform, *, q: str = "", merchant_id: str = "", status: str = "", parked: bool = False,
                  limit: int | None = None, offset: int | None = None) -> Page:
     """Payouts and withdrawals (one table); `q` is the payout/withdrawal number or out_request_no."""
     q, merchant_id, status = clean(q), clean(merchant_id), clean(status)
     d = disbursements.c
     stmt = select(d.disbursement_no, d.kind, d.merchant_id, d.out_request_no, d.member_id, d.sub_merchant_id,
-                  d.amount, d.currency, d.bank, d.account_number, d.account_name, d.status, d.attempts,
+                  d.amount, d.currency, d.bank, d.account_number_masked.label("account_number"), d.account_name,
+                  d.status, d.attempts,
                   d.last_error, d.parked_at, d.created_at).order_by(d.created_at.desc(), d.disbursement_no.desc())
     if q:
         stmt = stmt.where(or_(d.disbursement_no == q, d.out_request_no == q))
@@ -156,8 +149,7 @@ def payouts_page(p: Platform, *, q: str = "", merchant_id: str = "", status: str
         stmt = stmt.where(d.status == status)
     if parked:
         stmt = stmt.where(d.parked_at.is_not(None), d.status == "processing")
-    return _page(p, stmt, limit, offset, {"q": q, "merchant_id": merchant_id, "status": status, "parked": parked},
-                 _disbursement)
+    return _page(p, stmt, limit, offset, {"q": q, "merchant_id": merchant_id, "status": status, "parked": parked})
 
 
 def members_page(p: Platform, *, q: str = "", merchant_id: str = "", limit: int | None = None,
@@ -174,18 +166,13 @@ def members_page(p: Platform, *, q: str = "", merchant_id: str = "", limit: int 
     return _page(p, stmt, limit, offset, {"q": q, "merchant_id": merchant_id})
 
 
-def _sub_merchant(row) -> dict:
-    out = dict(row)
-    out["account_number"], out["id_number"] = mask(row["account_number"]), mask_id(row["id_number"])
-    return out
-
-
 def sub_merchants_page(p: Platform, *, q: str = "", merchant_id: str = "", status: str = "",
                        limit: int | None = None, offset: int | None = None) -> Page:
     q, merchant_id, status = clean(q), clean(merchant_id), clean(status)
     s = sub_merchants.c
     stmt = select(s.sub_merchant_id, s.merchant_id, s.out_sub_merchant_id, s.name, s.kyc_type, s.legal_name,
-                  s.id_number, s.bank, s.account_number, s.account_name, s.settle_after_days, s.payout_every_days,
+                  s.id_number_masked.label("id_number"), s.bank, s.account_number_masked.label("account_number"),
+                  s.account_name, s.settle_after_days, s.payout_every_days,
                   s.status, s.created_at).order_by(s.created_at.desc(), s.sub_merchant_id.desc())
     if q:
         stmt = stmt.where(or_(s.sub_merchant_id == q, s.out_sub_merchant_id == q, s.name == q))
@@ -193,7 +180,7 @@ def sub_merchants_page(p: Platform, *, q: str = "", merchant_id: str = "", statu
         stmt = stmt.where(s.merchant_id == merchant_id)
     if status:
         stmt = stmt.where(s.status == status)
-    return _page(p, stmt, limit, offset, {"q": q, "merchant_id": merchant_id, "status": status}, _sub_merchant)
+    return _page(p, stmt, limit, offset, {"q": q, "merchant_id": merchant_id, "status": status})
 
 
 def batches_page(p: Platform, *, q: str = "", merchant_id: str = "", limit: int | None = None,
