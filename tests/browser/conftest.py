@@ -4,6 +4,10 @@ Playwright's own browser download is not reachable here, so we launch the system
 (`apt-get install chromium`, which `.ci/run` does). Without it the browser tests are skipped, unless
 PIAOHAO_REQUIRE_BROWSER=1 (CI sets it), which turns a missing browser into a failure.
 Screenshots land in `artifacts/screenshots/` (kept by CI, ignored by git).
+
+They run on SQLite only: what they prove is the page in a browser; every database path behind
+those pages is proven on SQLite and PostgreSQL by the HTTP tests (tests/api/test_cashier_page.py,
+tests/console/), and a browser per database would double the slowest part of CI.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ def chromium_path() -> str | None:
         if name and (found := shutil.which(name)):
             return found
     return None
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path}/piaohao.db"
 
 
 @pytest.fixture(scope="session")
