@@ -8,7 +8,6 @@ import typer
 
 from piaohao.cli.progress import bar
 from piaohao.drills.scenarios import SCENARIOS, run_scenarios
-from piaohao.kernel.logs import configure
 
 app = typer.Typer(help="Fund-loss drills: inject a fault, prove it is absorbed or detected.", no_args_is_help=True)
 
@@ -30,7 +29,6 @@ def drill_run(names: list[str] = typer.Argument(..., help="scenario names, or al
               keep: bool = typer.Option(False, "--keep", help="leave the scratch database for inspection"),
               as_json: bool = typer.Option(False, "--json")):
     """Run scenarios; exit 0 only when every verdict is pass."""
-    configure("WARNING")  # the platforms' logs go to stderr; stdout is the report
     try:
         with bar() as progress:
             results = run_scenarios(names, seed=seed, database_url=database_url, keep=keep, progress=progress)
