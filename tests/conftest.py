@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -39,11 +40,11 @@ if os.environ.get("PIAOHAO_TEST_BACKENDS", "").strip() == "postgresql":
     BACKENDS = ["postgresql"]
 
 
-def _fresh_pg_database() -> tuple[str, callable]:
+def _fresh_pg_database(template: str | None = None) -> tuple[str, callable]:
     name = "piaohao_test_" + secrets.token_hex(6)
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
     def drop():
@@ -54,10 +55,71 @@ def _fresh_pg_database() -> tuple[str, callable]:
     return url, drop
 
 
+class MigratedTemplates:
+    """One database per backend migrated to the newest schema once per test process, copied for
+    each test (a file copy on SQLite, CREATE DATABASE ... TEMPLATE on PostgreSQL): running every
+    migration for each of ~1,400 tests cost minutes of CI. The migrations themselves stay tested
+    (tests/unit/test_migrations.py, the sealing migration's test, `db upgrade` in the CLI tests)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self._sqlite: str | None = None
+        self._pg: tuple[str, callable] | None = None
+
+    def sqlite_copy(self, path) -> str:
+        if self._sqlite is None:
+            self._sqlite = str(self.folder / "template.db")
+            self._migrate(f"sqlite:///{self._sqlite}")
+        shutil.copyfile(self._sqlite, path)
+        return f"sqlite:///{path}"
+
+    def pg_copy(self) -> tuple[str, callable]:
+        if self._pg is None:
+            self._pg = _fresh_pg_database()
+            self._migrate(self._pg[0])
+        return _fresh_pg_database(template=self._pg[0].rsplit("/", 1)[1])
+
+    @staticmethod
+    def _migrate(url: str) -> None:
+        from piaohao.db.database import Database
+        from piaohao.db.migrate import upgrade
+
+        db = Database(url)
+        try:
+            upgrade(db)
+        finally:
+            db.dispose()  # a template must have no session open when it is copied
+
+    def close(self) -> None:
+        if self._pg is not None:
+            self._pg[1]()
+
+
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory) -> Iterator[MigratedTemplates]:
+    templates = MigratedTemplates(tmp_path_factory.mktemp("templates"))
+    yield templates
+    templates.close()
+
+
 @pytest.fixture(params=BACKENDS)
-def database_url(request, tmp_path) -> Iterator[str]:
+def database_url(request, tmp_path, migrated_templates) -> Iterator[str]:
+    """A fresh database at the newest schema, one per test."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/piaohao.db"
+        yield migrated_templates.sqlite_copy(tmp_path / "piaohao.db")
+        return
+    url, drop = migrated_templates.pg_copy()
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database_url(request, tmp_path) -> Iterator[str]:
+    """A fresh database with no schema at all, for tests of the migrations themselves."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/empty.db"
         return
     url, drop = _fresh_pg_database()
     try:

@@ -16,6 +16,7 @@ from tests.api.test_gateway import trade_body
 from tests.e2e.test_member_payments import fund_balance, grant_coins, new_member
 from tests.e2e.test_payments import succeed, wait_status
 from tests.e2e.test_real_channels import connect_wechatpay
+from tests.support import patient
 
 PASSWORD = "246810"
 RETURN_URL = "https://shop.example/orders/42/done"
@@ -28,13 +29,13 @@ def _trade(m, amount: int = 1999, **extra) -> dict:
 
 
 def _page(trade: dict) -> httpx.Response:
-    r = httpx.get(trade["pay_url"], timeout=30)
+    r = patient.get(trade["pay_url"], timeout=30)
     assert r.headers["content-type"].startswith("text/html"), r.headers
     return r
 
 
 def _form(trade: dict, **fields) -> httpx.Response:
-    return httpx.post(trade["pay_url"] + "/form", data=fields, timeout=30, follow_redirects=False)
+    return patient.post(trade["pay_url"] + "/form", data=fields, timeout=30, follow_redirects=False)
 
 
 def _pay_buttons(html: str) -> list[str]:
@@ -65,7 +66,7 @@ def test_the_page_shows_money_subject_time_left_and_a_form_per_method(running):
 def test_a_succeeded_trade_shows_paid_and_no_pay_button(running):
     m = running.merchant()
     trade = _trade(m)
-    redirect = httpx.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30).json()["redirect_url"]
+    redirect = patient.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30).json()["redirect_url"]
     succeed(redirect)
     assert wait_status(m, trade, "succeeded")
     page = _page(trade).text
@@ -90,11 +91,11 @@ def test_the_form_without_javascript_answers_303_to_the_channel_page(running):
     trade = _trade(m)
     r = _form(trade, form="sandbox", method="sandbox")
     assert r.status_code == 303, r.text
-    twin = httpx.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30).json()
+    twin = patient.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30).json()
     assert r.headers["location"] == twin["redirect_url"]  # the same attempt as the JSON twin's
     netbank = _form(trade, form="netbank", method="netbank", bank="CMB")
     assert netbank.status_code == 303 and netbank.headers["location"] != r.headers["location"]
-    sandbox_page = httpx.get(netbank.headers["location"], timeout=30).text
+    sandbox_page = patient.get(netbank.headers["location"], timeout=30).text
     assert "CMB" in sandbox_page
 
 
@@ -102,7 +103,7 @@ def test_the_channel_sends_the_buyer_back_to_the_result_page_not_to_the_shop(run
     m = running.merchant()
     trade = _trade(m)
     location = _form(trade, form="sandbox", method="sandbox").headers["location"]
-    back = httpx.post(location + "/succeed", data={"notify": "normal"}, timeout=30)
+    back = patient.post(location + "/succeed", data={"notify": "normal"}, timeout=30)
     assert back.status_code == 200, back.text
     assert f'href="{trade["pay_url"]}/result"' in back.text
 
@@ -110,13 +111,13 @@ def test_the_channel_sends_the_buyer_back_to_the_result_page_not_to_the_shop(run
 def test_the_result_page_waits_for_the_real_status_then_follows_return_url(running):
     m = running.merchant()
     trade = _trade(m)
-    waiting = httpx.get(trade["pay_url"] + "/result", timeout=30)
+    waiting = patient.get(trade["pay_url"] + "/result", timeout=30)
     assert waiting.status_code == 200 and "Waiting for confirmation" in waiting.text
     assert RETURN_URL not in waiting.text  # a return proves nothing: no way on to the shop yet
     assert '<noscript><meta http-equiv="refresh"' in waiting.text and "data-poll-url" in waiting.text
-    succeed(httpx.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30).json()["redirect_url"])
+    succeed(patient.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30).json()["redirect_url"])
     assert wait_status(m, trade, "succeeded")
-    done = httpx.get(trade["pay_url"] + "/result", timeout=30).text
+    done = patient.get(trade["pay_url"] + "/result", timeout=30).text
     assert "Payment received" in done and f'content="2;url={RETURN_URL}"' in done
     assert f'href="{RETURN_URL}"' in done
 
@@ -146,7 +147,7 @@ def test_balance_by_form_pays_at_once_and_goes_to_the_result(running):
     r = _form(trade, form="balance", method="balance", payment_password=PASSWORD)
     assert r.status_code == 303 and r.headers["location"].endswith("/result")
     assert wait_status(m, trade, "succeeded")
-    assert "Payment received" in httpx.get(trade["pay_url"] + "/result", timeout=30).text
+    assert "Payment received" in patient.get(trade["pay_url"] + "/result", timeout=30).text
 
 
 def test_coins_over_the_cap_are_explained_and_under_it_combine(running):
@@ -165,9 +166,9 @@ def test_coins_over_the_cap_are_explained_and_under_it_combine(running):
 
 
 def test_an_unknown_payment_page_says_so_in_words(running):
-    r = httpx.get(running.url + "/cashier/no-such-token", timeout=30)
+    r = patient.get(running.url + "/cashier/no-such-token", timeout=30)
     assert r.status_code == 404 and "There is no payment at this address" in r.text
-    assert httpx.get(running.url + "/cashier/no-such-token", headers={"Accept": "application/json"},
+    assert patient.get(running.url + "/cashier/no-such-token", headers={"Accept": "application/json"},
                      timeout=30).json()["code"] == "TRADE_NOT_FOUND"
 
 
@@ -190,7 +191,7 @@ def test_wechatpay_native_shows_the_code_url_as_an_inline_svg_qr_code(wechatpay)
     assert 'id="form-wechatpay-jsapi"' not in _page(trade).text  # runs inside WeChat only, not in this page
     r = _form(trade, form="wechatpay-native", method="wechatpay.native")
     assert r.status_code == 200, r.text
-    code_url = httpx.post(trade["pay_url"] + "/pay", json={"method": "wechatpay.native"},
+    code_url = patient.post(trade["pay_url"] + "/pay", json={"method": "wechatpay.native"},
                           timeout=30).json()["next_action"]["code_url"]
     assert code_url.startswith("weixin://")
     assert f'data-code-url="{code_url}"' in r.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from tests.support import patient
 from tests.support.merchant import MerchantClient, wait_until
 
 
@@ -134,15 +135,14 @@ def test_rate_limit_answers_429_with_retry_after(make_platform):
 
 
 def test_health_metrics_and_openapi_need_no_signature(make_platform):
-    import httpx
 
     running = make_platform(workers=False, metrics_token="metrics-token-for-tests")
     # Generous timeouts: the first /openapi.json builds the schema, slow on a loaded machine.
-    assert httpx.get(running.url + "/healthz", timeout=30).status_code == 200
-    metrics = httpx.get(running.url + "/metrics", headers={"Authorization": "Bearer metrics-token-for-tests"},
+    assert patient.get(running.url + "/healthz", timeout=30).status_code == 200
+    metrics = patient.get(running.url + "/metrics", headers={"Authorization": "Bearer metrics-token-for-tests"},
                         timeout=30)
     assert "piaohao_http_requests_total" in metrics.text  # the token, not the request signature
-    spec = httpx.get(running.url + "/openapi.json", timeout=60).json()
+    spec = patient.get(running.url + "/openapi.json", timeout=60).json()
     assert "/v1/trades" in spec["paths"]
 
 

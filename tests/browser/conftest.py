@@ -32,8 +32,8 @@ def chromium_path() -> str | None:
 
 
 @pytest.fixture
-def database_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path}/piaohao.db"
+def database_url(tmp_path, migrated_templates) -> str:
+    return migrated_templates.sqlite_copy(tmp_path / "piaohao.db")
 
 
 @pytest.fixture(scope="session")

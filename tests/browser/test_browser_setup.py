@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import httpx
+from tests.support import patient
 
 
 def test_static_assets_are_served_from_the_package(running):
-    r = httpx.get(running.platform.settings.base_url + "/static/piaohao.css", timeout=30)
+    r = patient.get(running.platform.settings.base_url + "/static/piaohao.css", timeout=30)
     assert r.status_code == 200 and "--brand" in r.text and r.headers["content-type"].startswith("text/css")
 
 

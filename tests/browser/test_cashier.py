@@ -11,7 +11,6 @@ import re
 import secrets
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -24,6 +23,7 @@ from tests.e2e.test_payments import wait_status
 from tests.e2e.test_real_channels import CONNECT
 from tests.payways.helpers import active_card
 from tests.payways.order_system import OrderSystem
+from tests.support import patient
 from tests.support.merchant import wait_until
 
 PASSWORD = "246810"
@@ -84,7 +84,7 @@ def test_the_page_of_a_paid_or_closed_trade_has_no_pay_button(running, mobile_pa
     member = new_member(m)
     fund_balance(running, member, 5000)
     paid = _trade(m, member_id=member, return_url=None)  # nowhere to move on to: the result page stays
-    assert httpx.post(paid["pay_url"] + "/pay", json={"method": "balance", "payment_password": PASSWORD},
+    assert patient.post(paid["pay_url"] + "/pay", json={"method": "balance", "payment_password": PASSWORD},
                       timeout=30).json()["status"] == "succeeded"
     mobile_page.goto(paid["pay_url"])
     expect(mobile_page.get_by_role("heading", name="Paid", exact=True)).to_be_visible()
@@ -227,7 +227,7 @@ def test_wechatpay_native_shows_the_qr_code_and_moves_on_once_paid(channel_world
     expect(page.get_by_role("heading", name="WeChat Pay (scan a QR code)")).to_be_visible()
     qr = page.locator("figure.qr svg")
     expect(qr).to_be_visible()
-    answer = httpx.post(trade["pay_url"] + "/pay", json={"method": "wechatpay.native"}, timeout=30).json()
+    answer = patient.post(trade["pay_url"] + "/pay", json={"method": "wechatpay.native"}, timeout=30).json()
     code_url = answer["next_action"]["code_url"]  # the same attempt: what the buyer's phone must scan
     assert page.locator("figure.qr").get_attribute("data-code-url") == code_url
     # The modules the browser draws are exactly those of the channel's code_url.

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,6 +25,7 @@ from piaohao.channels.sandbox import SandboxChannel, SandboxNotifier, SandboxSto
 from piaohao.channels.sandbox.rsa import generate_key_pair
 from piaohao.channels.sandbox.service import SandboxService
 from tests.conftest import BACKENDS, PG_ADMIN_URL
+from tests.support import patient
 from tests.support.servers import ThreadedServer, free_port
 
 CLIENT_TIMEOUT_S = 5.0  # an ordinary call never takes this long, even on 2 busy cores
@@ -144,7 +144,7 @@ def sandbox(sandbox_database_url: str) -> Iterator[Sandbox]:
     clock = SteppingClock()
     app = create_sandbox_app(store, public_base_url=base_url, clock=clock, bank_timeout_delay_s=BANK_TIMEOUT_DELAY_S)
     server = ThreadedServer(app, port)
-    http = httpx.Client(timeout=5.0)
+    http = patient.client()
     notifier = SandboxNotifier(store, http, clock, retry_s=TEST_RETRY_S)
     receiver_server.start()
     server.start()
@@ -176,7 +176,7 @@ def merchant(sandbox: Sandbox, platform_keys) -> tuple[str, str]:
 
 @pytest.fixture
 def channel(sandbox: Sandbox, merchant, platform_keys) -> Iterator[SandboxChannel]:
-    http = httpx.Client()
+    http = patient.client()
     yield SandboxChannel(sandbox.base_url, merchant[0], platform_keys[0], merchant[1], timeout_s=CLIENT_TIMEOUT_S,
                          http_client=http)
     http.close()

@@ -9,6 +9,7 @@ import httpx
 
 from piaohao.channels.sandbox import SandboxChannel
 from piaohao.channels.spi import CreatePayment, Outcome, PaymentResult
+from tests.support import patient
 
 
 def key(prefix: str = "o") -> str:
@@ -26,8 +27,8 @@ def create_payment(channel: SandboxChannel, notify_url: str, *, amount: int = 10
 
 def buyer(redirect_url: str, action: str = "succeed", body: dict | None = None) -> httpx.Response:
     """The buyer presses a button on the sandbox page (optionally choosing a notify mode)."""
-    return httpx.post(f"{redirect_url}/{action}", json=body, timeout=5) if body is not None else \
-        httpx.post(f"{redirect_url}/{action}", timeout=5)
+    return patient.post(f"{redirect_url}/{action}", json=body) if body is not None else \
+        patient.post(f"{redirect_url}/{action}")
 
 
 def paid_payment(channel: SandboxChannel, notify_url: str, *, amount: int = 1000,
@@ -49,4 +50,4 @@ def signed_request(base_url: str, mch_id: str, private_pem: str, method: str, pa
     sig = signature if signature is not None else rsa.sign(private_pem, request_canonical(method, path, ts, body))
     headers = {"Sandbox-Mch-Id": mch_id, "Sandbox-Timestamp": ts, "Sandbox-Signature": sig,
                "Content-Type": "application/json"}
-    return httpx.request(method, base_url + path, content=body, headers=headers, timeout=5)
+    return patient.request(method, base_url + path, content=body, headers=headers)

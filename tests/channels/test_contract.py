@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -40,6 +39,7 @@ from piaohao.channels.spi.fake import FakeChannel
 from piaohao.channels.wechatpay import WechatPayChannel, WechatPayConfig
 from simulators.alipay import AlipayFake, Notifier, create_app
 from simulators.wechatpay import PlatformIdentity, WechatPayFake
+from tests.support import patient
 from tests.support.servers import ThreadedServer, free_port
 
 KINDS = ["sandbox", "alipay", "wechatpay", "fake"]
@@ -105,16 +105,16 @@ class SandboxDriver(Driver):
         server.start()
         private, public = generate_key_pair()
         mch_id, channel_pem = onboard(self.store, public)
-        self.http = httpx.Client(timeout=5)
+        self.http = patient.client()
         self.channel = SandboxChannel(server.url, mch_id, private, channel_pem, http_client=self.http)
-        self.notifier = SandboxNotifier(self.store, httpx.Client(timeout=5))
+        self.notifier = SandboxNotifier(self.store, patient.client())
         self.closers = [server.stop, self.http.close, self.notifier.close, self.store.dispose]
 
     def notify_url(self, payment_no):
         return f"{self.inbox.url}/sandbox/{payment_no}"
 
     def pay(self, payment_no, next_action):
-        httpx.post(next_action["url"] + "/succeed", timeout=5).raise_for_status()
+        patient.post(next_action["url"] + "/succeed").raise_for_status()
         for _ in range(5):
             self.notifier.run_once()
 
@@ -132,7 +132,7 @@ class AlipayDriver(Driver):
     def __init__(self, inbox: Inbox, tmp):
         self.inbox = inbox
         self.fake = AlipayFake(now=now)
-        self.http = httpx.Client(timeout=5)
+        self.http = patient.client()
         self.notifier = Notifier(self.fake, self.http)
         server = ThreadedServer(create_app(self.fake, self.notifier)).start()
         private, public = _keys()
@@ -145,7 +145,7 @@ class AlipayDriver(Driver):
         return f"{self.inbox.url}/alipay/{payment_no}"
 
     def pay(self, payment_no, next_action):
-        httpx.get(next_action["url"], timeout=5).raise_for_status()  # the buyer opens the cashier
+        patient.get(next_action["url"]).raise_for_status()  # the buyer opens the cashier
         self.fake.pay(payment_no)
         self.notifier.run_once()
 
@@ -168,7 +168,7 @@ class WechatPayDriver(Driver):
         merchant = self.fake.register_merchant(self.mchid, "wx" + secrets.token_hex(8), secrets.token_hex(20).upper(),
                                                public, apiv3)
         info = self.fake.platform_info(merchant)
-        self.http = httpx.Client(timeout=5)
+        self.http = patient.client()
         self.channel = WechatPayChannel(WechatPayConfig(
             self.mchid, merchant.appid, merchant.api_serial_no, private, apiv3, info["platform_public_key_pem"],
             info["platform_serial"], base_url=server.url), http=self.http, now=now)
@@ -270,7 +270,7 @@ def test_a_paid_payment_is_the_truth_of_the_query_and_cannot_be_closed(driver):
 def test_an_unpaid_payment_closes_and_is_never_reported_paid(driver):
     payment_no, action = _start(driver)
     if driver.kind == "alipay":
-        httpx.get(action["url"], timeout=5)  # Alipay knows a trade once its cashier was opened
+        patient.get(action["url"])  # Alipay knows a trade once its cashier was opened
     assert driver.channel.close_payment(payment_no).outcome is Outcome.CLOSED
     assert driver.channel.query_payment(payment_no).outcome is Outcome.CLOSED
 

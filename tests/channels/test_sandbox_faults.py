@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import time
 
-import httpx
-
 from piaohao.channels.spi import Outcome
+from tests.support import patient
 
 from .helpers import create_payment, key
 
@@ -86,12 +85,12 @@ def test_refund_query_faults_match_the_refunds_payment(channel, sandbox):
 
 def test_faults_over_http(sandbox):
     faults_url = f"{sandbox.base_url}/faults"
-    created = httpx.post(faults_url, json={"op": "payout", "kind": "slow", "delay_s": 0.5, "count": 2})
+    created = patient.post(faults_url, json={"op": "payout", "kind": "slow", "delay_s": 0.5, "count": 2})
     assert created.status_code == 201 and created.json()["count"] == 2
-    assert httpx.post(faults_url, json={"op": "pay", "kind": "explode"}).status_code == 400
-    assert httpx.post(faults_url, json={"op": "nope", "kind": "slow"}).status_code == 400
-    assert httpx.post(faults_url, json={"op": "pay", "kind": "slow", "count": 0}).status_code == 400
-    listed = httpx.get(faults_url).json()["faults"]
+    assert patient.post(faults_url, json={"op": "pay", "kind": "explode"}).status_code == 400
+    assert patient.post(faults_url, json={"op": "nope", "kind": "slow"}).status_code == 400
+    assert patient.post(faults_url, json={"op": "pay", "kind": "slow", "count": 0}).status_code == 400
+    listed = patient.get(faults_url).json()["faults"]
     assert [(f["op"], f["kind"], f["delay_s"]) for f in listed] == [("payout", "slow", 0.5)]
-    assert httpx.delete(faults_url).json() == {"cleared": 1}
-    assert httpx.get(faults_url).json() == {"faults": []}
+    assert patient.delete(faults_url).json() == {"cleared": 1}
+    assert patient.get(faults_url).json() == {"faults": []}

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import httpx
 import orjson
 
 from piaohao.channels.sandbox import SandboxChannel, onboard_remote, rsa
 from piaohao.channels.sandbox.wire import response_canonical
 from piaohao.channels.spi import Outcome
+from tests.support import patient
 
 from .conftest import CLIENT_TIMEOUT_S
 from .helpers import buyer, create_payment, key, paid_payment, signed_request
@@ -83,17 +83,17 @@ def test_amounts_must_be_positive_integers(sandbox, merchant, platform_keys):
 
 def test_buyer_page_in_html_and_json(channel, sandbox):
     _, created = create_payment(channel, sandbox.receiver.url + "/notify/x", amount=777)
-    html = httpx.get(created.redirect_url)
+    html = patient.get(created.redirect_url)
     assert html.status_code == 200 and "text/html" in html.headers["content-type"] and "777" in html.text
-    data = httpx.get(created.redirect_url, headers={"Accept": "application/json"}).json()
+    data = patient.get(created.redirect_url, headers={"Accept": "application/json"}).json()
     assert data["status"] == "WAIT_PAY" and data["amount"] == 777
     assert data["succeed_url"] == created.redirect_url + "/succeed"
-    assert httpx.get(f"{sandbox.base_url}/pay/T-nope").status_code == 404
+    assert patient.get(f"{sandbox.base_url}/pay/T-nope").status_code == 404
 
 
 def test_the_page_form_settles_with_a_chosen_mode(channel, sandbox):
     payment_no, created = create_payment(channel, sandbox.receiver.url + "/notify/x")
-    form = httpx.post(created.redirect_url + "/succeed", data={"notify": "never"})
+    form = patient.post(created.redirect_url + "/succeed", data={"notify": "never"})
     assert form.status_code == 200 and "SUCCESS" in form.text
     assert channel.query_payment(payment_no).outcome is Outcome.SUCCEEDED
 
@@ -151,5 +151,5 @@ def test_onboarding_can_reuse_the_merchant_of_a_known_key(sandbox):
     assert onboard(sandbox.store, public_pem, reuse_existing=True)[0] == first
     assert onboard_remote(sandbox.base_url, public_pem, reuse_existing=True)[0] == first
     assert onboard(sandbox.store, public_pem)[0] != first
-    refused = httpx.post(f"{sandbox.base_url}/api/merchants", json={"platform_public_key_pem": "nope"})
+    refused = patient.post(f"{sandbox.base_url}/api/merchants", json={"platform_public_key_pem": "nope"})
     assert refused.status_code == 400 and refused.json()["code"] == "INVALID_KEY"

@@ -7,6 +7,7 @@ import re
 import httpx
 
 from piaohao.services.operators import add_operator
+from tests.support import patient
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 LOGIN_RE = re.compile(r'name="login_token" value="([^"]+)"')
@@ -19,7 +20,7 @@ def add(running, name: str, role: str) -> str:
 
 class ConsoleUser:
     def __init__(self, running):
-        self.http = httpx.Client(base_url=running.url, timeout=30, follow_redirects=False)
+        self.http = patient.client(base_url=running.url, timeout=30, follow_redirects=False)
 
     def sign_in(self, name: str, password: str, next_path: str = "") -> httpx.Response:
         form = self.http.get("/console/login")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from datetime import datetime, time, timedelta
 
-import httpx
 from sqlalchemy import select, update
 
 from piaohao.alerts import raise_alert_now
@@ -18,6 +17,7 @@ from piaohao.services.sub_merchants import NewSubMerchant, create_sub_merchant
 from piaohao.web.console_charts import console_charts
 from tests.api.test_gateway import trade_body
 from tests.console.helpers import ConsoleUser, add, signed_in
+from tests.support import patient
 
 
 def _alert(running, subject_id: str = "rf_1") -> str:
@@ -83,7 +83,7 @@ def test_the_session_cookie_is_http_only_strict_and_hashed_at_rest(console):
 def test_the_session_cookie_is_secure_when_the_base_url_is_https(make_platform, clock):
     running = make_platform(workers=False, clock=clock, base_url="https://console.example")
     password = add(running, "olga", "operator")
-    http = httpx.Client(base_url=running.url, timeout=30)  # plain http here: the browser's TLS is a proxy's job
+    http = patient.client(base_url=running.url, timeout=30)  # plain http here: the browser's TLS is a proxy's job
     form = http.get("/console/login")
     pre = form.headers["set-cookie"]
     assert pre.startswith("piaohao_console_login=") and "secure" in pre.lower()

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_payments import assert_books_balance, merchant_pending, succeed, wait_status
+from tests.support import patient
 from tests.support.merchant import wait_until
 
 PASSWORD = "246810"
@@ -52,7 +53,7 @@ def member_trade(m, receiver, member_id: str, amount: int) -> dict:
 
 
 def pay(trade: dict, payload: dict) -> httpx.Response:
-    return httpx.post(trade["pay_url"] + "/pay", json=payload, timeout=30)
+    return patient.post(trade["pay_url"] + "/pay", json=payload, timeout=30)
 
 
 def paid_with(m, trade) -> dict:
@@ -65,7 +66,7 @@ def test_cashier_lists_the_members_methods(running, receiver):
     member = new_member(m)
     fund_balance(running, member, 3000)
     trade = member_trade(m, receiver, member, 2500)
-    view = httpx.get(trade["pay_url"], headers={"Accept": "application/json"}).json()
+    view = patient.get(trade["pay_url"], headers={"Accept": "application/json"}).json()
     methods = {x["method"]: x for x in view["methods"]}
     assert set(methods) == {"sandbox", "netbank", "balance", "coins", "credit"}  # quick: no card bound
     assert all("available" not in x for x in methods.values())  # no balance shown to whoever holds the link
@@ -116,7 +117,7 @@ def test_channel_failure_releases_the_held_coins(running, receiver):
     trade = member_trade(m, receiver, member, 2000)
     r = pay(trade, {"components": [{"method": "coins", "amount": 500}, {"method": "sandbox"}],
                     "payment_password": PASSWORD})
-    assert httpx.post(r.json()["redirect_url"] + "/fail").status_code < 300
+    assert patient.post(r.json()["redirect_url"] + "/fail").status_code < 300
     assert wait_until(lambda: accounts(m, member)["coins"] == {"available": 800, "held": 0})
     assert m.call("GET", f"/v1/trades/{trade['trade_no']}").json()["status"] == "pending"
     # The buyer can pay another way now.
@@ -135,7 +136,7 @@ def test_closing_the_trade_releases_the_held_coins(running, receiver):
                            "payment_password": PASSWORD}).json()["redirect_url"]
     assert m.call("POST", f"/v1/trades/{trade['trade_no']}/close").json()["status"] == "closed"
     assert accounts(m, member)["coins"] == {"available": 800, "held": 0}
-    assert httpx.post(redirect + "/succeed").status_code == 409
+    assert patient.post(redirect + "/succeed").status_code == 409
     assert_books_balance(running)
 
 

@@ -7,11 +7,10 @@ import io
 import json
 import threading
 
-import httpx
-
 from examples import notify_receiver, quickstart
 from piaohao import client as sdk
 from piaohao.kernel import signing
+from tests.support import patient
 from tests.support.merchant import wait_until
 
 
@@ -28,7 +27,7 @@ def test_the_quickstart_pays_a_trade_and_the_sample_receiver_verifies_its_notifi
         [event] = server.events
         assert event["type"] == "trade.succeeded" and event["data"]["trade_no"] == trade["trade_no"]
         assert f"verified trade.succeeded {event['id']} {trade['trade_no']}" in out.getvalue()
-        forged = httpx.post(notify_url, content=json.dumps(event).encode(),
+        forged = patient.post(notify_url, content=json.dumps(event).encode(),
                             headers={"X-App-Id": m.app_id, "X-Timestamp": "1", "X-Nonce": "n" * 16,
                                      "X-Signature": "AAAA"})
         assert forged.status_code == 401 and len(server.events) == 1
@@ -68,7 +67,7 @@ def test_verify_notification_refuses_stale_foreign_and_tampered_bodies():
 
 
 def test_openapi_declares_the_signing_scheme_on_every_v1_operation(running):
-    doc = httpx.get(running.url + "/openapi.json").json()
+    doc = patient.get(running.url + "/openapi.json").json()
     schemes = doc["components"]["securitySchemes"]
     assert {s["name"] for s in schemes.values()} == {"X-App-Id", "X-Timestamp", "X-Nonce", "X-Signature"}
     assert all(s["type"] == "apiKey" and s["in"] == "header" for s in schemes.values())
@@ -80,11 +79,11 @@ def test_openapi_declares_the_signing_scheme_on_every_v1_operation(running):
 
 def test_docs_and_home_page_are_served_without_any_cdn(running):
     for page in ("/docs", "/redoc"):
-        html = httpx.get(running.url + page).text
+        html = patient.get(running.url + page).text
         assert "cdn" not in html.lower() and "fonts.googleapis" not in html
         for asset in [x.split('"')[0] for x in html.split('src="')[1:]]:
             assert asset.startswith("/_docs/"), asset
-            assert httpx.get(running.url + asset).status_code == 200
-    home = httpx.get(running.url + "/")
+            assert patient.get(running.url + asset).status_code == 200
+    home = patient.get(running.url + "/")
     assert home.status_code == 200 and home.headers["content-type"].startswith("text/html")
     assert 'href="/docs"' in home.text

@@ -15,6 +15,7 @@ from piaohao.db.schema import alerts, outbox_events, payments
 from piaohao.kernel.clock import FakeClock
 from piaohao.kernel.signing import sign
 from tests.api.test_gateway import trade_body
+from tests.support import patient
 from tests.support.merchant import Receiver, wait_until
 
 # A channel call that times out: an ordinary call never takes CHANNEL_TIMEOUT_S, even on 2 busy cores; the
@@ -30,7 +31,7 @@ def create(m, receiver, out_trade_no="A1", amount=1999, **extra):
 
 
 def start(trade) -> str:
-    r = httpx.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30)
+    r = patient.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30)
     assert r.status_code == 200, r.text
     return r.json()["redirect_url"]
 
@@ -41,7 +42,7 @@ def succeed(redirect_url: str, mode: str | None = None, delay_s: float | None = 
         body["notify"] = mode
     if delay_s is not None:
         body["notify_delay_s"] = delay_s
-    r = httpx.post(redirect_url + "/succeed", json=body or None, timeout=30)
+    r = patient.post(redirect_url + "/succeed", json=body or None, timeout=30)
     assert r.status_code < 300, r.text
     return r
 
@@ -50,7 +51,7 @@ def status_of(m, trade) -> str:
     return m.call("GET", f"/v1/trades/{trade['trade_no']}").json()["status"]
 
 
-def wait_status(m, trade, status: str, timeout_s: float = 20) -> bool:
+def wait_status(m, trade, status: str, timeout_s: float = 30) -> bool:
     return bool(wait_until(lambda: status_of(m, trade) == status, timeout_s))
 
 
@@ -62,7 +63,7 @@ def count(running, table, *where) -> int:
 def test_happy_path_pays_and_notifies_the_merchant_with_a_verifiable_signature(running, receiver):
     m = running.merchant()
     trade = create(m, receiver)
-    cashier = httpx.get(trade["pay_url"], headers={"Accept": "application/json"}).json()
+    cashier = patient.get(trade["pay_url"], headers={"Accept": "application/json"}).json()
     assert [x["method"] for x in cashier["methods"]] == ["sandbox", "netbank"]
     succeed(start(trade))
     assert wait_status(m, trade, "succeeded")
@@ -134,7 +135,7 @@ def test_the_same_notification_ten_times_at_once_has_one_effect(running, receive
     headers, body = signed_sandbox_notification(running, _payment_no(running, trade), 1999)
     url = running.platform.channel_notify_url("sandbox")
     with ThreadPoolExecutor(10) as pool:
-        answers = list(pool.map(lambda _: httpx.post(url, content=body, headers=headers), range(10)))
+        answers = list(pool.map(lambda _: patient.post(url, content=body, headers=headers), range(10)))
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
     assert status_of(m, trade) == "succeeded"
     assert wait_until(lambda: receiver.events("trade.succeeded"))
@@ -172,7 +173,7 @@ def test_failed_payment_leaves_the_trade_payable_and_a_new_attempt_succeeds(runn
     m = running.merchant()
     trade = create(m, receiver)
     first = start(trade)
-    assert httpx.post(first + "/fail").status_code < 300
+    assert patient.post(first + "/fail").status_code < 300
     assert wait_until(lambda: count(running, payments, payments.c.trade_no == trade["trade_no"],
                                     payments.c.status == "failed") == 1)
     assert status_of(m, trade) == "pending"
@@ -189,8 +190,8 @@ def test_close_of_a_trade_being_paid_closes_it_at_the_channel_first(running, rec
     r = m.call("POST", f"/v1/trades/{trade['trade_no']}/close")
     assert r.status_code == 200 and r.json()["status"] == "closed"
     # The channel refuses the buyer now: no money can land on a closed trade.
-    assert httpx.post(redirect + "/succeed").status_code == 409
-    assert httpx.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}).status_code == 409
+    assert patient.post(redirect + "/succeed").status_code == 409
+    assert patient.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}).status_code == 409
 
 
 def test_close_of_a_paid_trade_is_refused(running, receiver):
@@ -218,7 +219,7 @@ def test_create_payment_timeout_is_settled_by_the_active_query(make_platform, re
     m = running.merchant()
     trade = create(m, receiver)
     running.assembly.sandbox_service.set_fault("pay", "timeout", delay_s=FAULT_DELAY_S, count=1)
-    r = httpx.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30)
+    r = patient.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30)
     assert r.status_code == 503 and r.json()["code"] == "CHANNEL_UNAVAILABLE"
     # The buyer tries again: the same attempt, the same channel order.
     redirect = start(trade)
@@ -238,7 +239,7 @@ def test_expired_trade_is_closed_by_the_worker_and_notified(make_platform, recei
     assert wait_status(m, trade, "closed", timeout_s=30)
     closed = m.call("GET", f"/v1/trades/{trade['trade_no']}").json()
     assert closed["close_reason"] == "expired"
-    assert httpx.post(redirect + "/succeed").status_code == 409  # closed at the channel too
+    assert patient.post(redirect + "/succeed").status_code == 409  # closed at the channel too
     assert wait_until(lambda: receiver.events("trade.closed"))
 
 
@@ -337,7 +338,7 @@ def test_notification_for_an_unknown_payment_raises_an_alert_and_changes_nothing
 
     keys = running.assembly.sandbox_store.channel_keys()
     headers[HEADER_SIGNATURE] = rsa.sign(keys.private_pem, response_canonical(headers[HEADER_TIMESTAMP], forged))
-    r = httpx.post(running.platform.channel_notify_url("sandbox"), content=forged, headers=headers)
+    r = patient.post(running.platform.channel_notify_url("sandbox"), content=forged, headers=headers)
     assert r.status_code == 200
     assert count(running, alerts, alerts.c.kind == "unknown_payment") == 1
     assert status_of(m, trade) == "pending"
@@ -351,7 +352,7 @@ def test_unsigned_notification_is_refused_and_changes_nothing(running, receiver)
     from piaohao.channels.sandbox.wire import HEADER_SIGNATURE
 
     headers[HEADER_SIGNATURE] = "AAAA"
-    r = httpx.post(running.platform.channel_notify_url("sandbox"), content=body, headers=headers)
+    r = patient.post(running.platform.channel_notify_url("sandbox"), content=body, headers=headers)
     assert r.status_code == 400
     assert status_of(m, trade) == "pending"  # the buyer has not paid: the query finds nothing either
     assert count(running, alerts, alerts.c.kind == "notification_rejected") == 1

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -28,6 +27,7 @@ from piaohao.services.channel_accounts import add_account, disable_account
 from simulators.alipay import AlipayFake, Notifier, create_app
 from simulators.wechatpay import PlatformIdentity, WechatPayFake
 from tests.api.test_gateway import trade_body
+from tests.support import patient
 from tests.support.merchant import Receiver, wait_until
 from tests.support.servers import ThreadedServer
 
@@ -67,7 +67,7 @@ class Connected:
 
 def connect_alipay(running, merchant_id: str, clock: FakeClock) -> Connected:
     fake = AlipayFake(now=clock.now)
-    http = httpx.Client(timeout=10, trust_env=False)
+    http = patient.client(trust_env=False)
     notifier = Notifier(fake, http)
     server = ThreadedServer(create_app(fake, notifier)).start()
     private, public = _key_pair()
@@ -77,7 +77,7 @@ def connect_alipay(running, merchant_id: str, clock: FakeClock) -> Connected:
         "gateway_url": f"{server.url}/gateway.do"})
     return Connected(
         "alipay", account["channel_account_id"], fake,
-        follow=lambda action: httpx.get(action["url"], timeout=10, follow_redirects=False).raise_for_status(),
+        follow=lambda action: patient.get(action["url"], timeout=10, follow_redirects=False).raise_for_status(),
         pay=lambda payment_no: fake.pay(payment_no), drain=notifier.run_once,
         finish_refund=lambda refund_no: None,  # Alipay refunds are final in the call's answer
         closers=[server.stop, http.close])
@@ -136,7 +136,7 @@ def _trade(m, receiver: Receiver, amount: int = 1999, **extra) -> dict:
 
 
 def _start(trade: dict, method: str) -> dict:
-    r = httpx.post(trade["pay_url"] + "/pay", json={"method": method}, timeout=30)
+    r = patient.post(trade["pay_url"] + "/pay", json={"method": method}, timeout=30)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -155,7 +155,7 @@ def test_a_merchant_collects_refunds_in_parts_and_downloads_the_day_bill(world, 
     running, m, ch = world(kind)
     trade = _trade(m, receiver)
 
-    cashier = httpx.get(trade["pay_url"], headers={"Accept": "application/json"}).json()
+    cashier = patient.get(trade["pay_url"], headers={"Accept": "application/json"}).json()
     offered = [x["method"] for x in cashier["methods"]]
     assert FIRST_PRODUCT[kind] in offered and "sandbox" in offered
 
@@ -207,10 +207,10 @@ def test_a_forged_notification_changes_nothing_and_raises_an_alert(world, kind, 
         body = urlencode({"notify_type": "trade_status_sync", "out_trade_no": answer["payment_no"],
                           "trade_status": "TRADE_SUCCESS", "total_amount": "19.99", "app_id": "2021000000000000",
                           "sign_type": "RSA2", "sign": "Zm9yZ2Vk"})
-        r = httpx.post(url, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        r = patient.post(url, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert r.text == "fail"
     else:
-        r = httpx.post(url, content=b'{"id":"x","event_type":"TRANSACTION.SUCCESS","resource":{}}', headers={
+        r = patient.post(url, content=b'{"id":"x","event_type":"TRANSACTION.SUCCESS","resource":{}}', headers={
             "Content-Type": "application/json", "Wechatpay-Timestamp": str(int(datetime.now(UTC).timestamp())),
             "Wechatpay-Nonce": "n", "Wechatpay-Signature": "Zm9yZ2Vk", "Wechatpay-Serial": "NOPE"})
         assert r.status_code >= 400
@@ -256,10 +256,10 @@ def test_a_disabled_account_offers_no_method_but_still_refunds_what_it_took(worl
     disable_account(running.platform, ch.account_id)
 
     other = _trade(m, receiver)
-    offered = [x["method"] for x in httpx.get(other["pay_url"], headers={"Accept": "application/json"}).json()[
+    offered = [x["method"] for x in patient.get(other["pay_url"], headers={"Accept": "application/json"}).json()[
         "methods"]]
     assert FIRST_PRODUCT[kind] not in offered
-    refused = httpx.post(other["pay_url"] + "/pay", json={"method": FIRST_PRODUCT[kind]})
+    refused = patient.post(other["pay_url"] + "/pay", json={"method": FIRST_PRODUCT[kind]})
     assert refused.status_code == 400 and refused.json()["code"] == "METHOD_NOT_AVAILABLE"
 
     r = m.call("POST", "/v1/refunds", {"trade_no": trade["trade_no"], "out_request_no": "R1", "amount": 1999})
@@ -272,8 +272,8 @@ def test_a_disabled_account_offers_no_method_but_still_refunds_what_it_took(worl
 def test_a_trade_above_a_channel_cap_does_not_offer_its_methods(world, receiver):
     running, m, ch = world("alipay")
     trade = _trade(m, receiver, amount=10**10 + 1)  # above Alipay's 100,000,000 yuan per payment
-    offered = [x["method"] for x in httpx.get(trade["pay_url"], headers={"Accept": "application/json"}).json()[
+    offered = [x["method"] for x in patient.get(trade["pay_url"], headers={"Accept": "application/json"}).json()[
         "methods"]]
     assert "alipay.page" not in offered and "alipay.wap" not in offered
-    refused = httpx.post(trade["pay_url"] + "/pay", json={"method": "alipay.page"})
+    refused = patient.post(trade["pay_url"] + "/pay", json={"method": "alipay.page"})
     assert refused.status_code == 400 and refused.json()["code"] == "METHOD_NOT_AVAILABLE"

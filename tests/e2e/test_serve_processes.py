@@ -12,6 +12,7 @@ import sys
 import httpx
 import pytest
 
+from tests.support import patient
 from tests.support.merchant import MerchantClient, Receiver, wait_until
 from tests.support.servers import free_port
 
@@ -39,8 +40,8 @@ def test_two_api_processes_take_payments_end_to_end(database_url, tmp_path):
                                                 "order_timeout_s": 600, "notify_url": receiver.url}).json()
                   for i in range(6)]
         for t in trades:
-            redirect = httpx.post(t["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30).json()["redirect_url"]
-            assert httpx.post(redirect + "/succeed", timeout=30).status_code < 300
+            redirect = patient.post(t["pay_url"] + "/pay", json={"method": "sandbox"}).json()["redirect_url"]
+            assert patient.post(redirect + "/succeed", timeout=30).status_code < 300
         assert wait_until(lambda: len({e["data"]["trade_no"] for e in receiver.events("trade.succeeded")}) == 6,
                           timeout_s=120)
         wait_until(lambda: False, timeout_s=1)
@@ -65,6 +66,6 @@ def stop(server: subprocess.Popen) -> None:
 
 def _up(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=10).status_code == 200
+        return patient.get(url).status_code == 200
     except httpx.HTTPError:
         return False

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_payments import assert_books_balance, create, start, succeed, wait_status
+from tests.support import patient
 from tests.support.merchant import wait_until
 from tests.support.servers import free_port
 
@@ -33,7 +34,7 @@ def standalone_sandbox(tmp_path):
 
 def _up(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=1).status_code == 200
+        return patient.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
 

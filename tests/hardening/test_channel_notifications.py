@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import orjson
 from sqlalchemy import func, select
 
 from piaohao.channels.sandbox import rsa
 from piaohao.channels.sandbox.wire import HEADER_SIGNATURE, HEADER_TIMESTAMP, response_canonical
 from piaohao.db.schema import alerts, channel_notifications
+from tests.support import patient
 
 
 def _signed(running, payload: dict, ts: int | None = None) -> tuple[dict, bytes]:
@@ -31,7 +31,7 @@ def test_a_signed_notification_for_an_unknown_payout_raises_an_alert(make_platfo
     running = make_platform(workers=False)
     headers, body = _signed(running, {"kind": "payout", "out_payout_no": "po_never_made", "txn_no": "P1",
                                       "amount": 100000, "currency": "CNY", "status": "SUCCESS"})
-    r = httpx.post(running.platform.channel_notify_url("sandbox"), content=body, headers=headers)
+    r = patient.post(running.platform.channel_notify_url("sandbox"), content=body, headers=headers)
     assert r.status_code == 200
     assert _alerts(running, "unknown_payout") == 1
     with running.platform.db.read() as conn:
@@ -44,7 +44,7 @@ def test_an_old_sandbox_notification_is_refused(make_platform):
     payload = {"kind": "payout", "out_payout_no": "po_x", "txn_no": "P1", "amount": 1, "currency": "CNY",
                "status": "SUCCESS"}
     headers, body = _signed(running, payload, ts=int(time.time()) - 3600)  # captured an hour ago, replayed
-    r = httpx.post(running.platform.channel_notify_url("sandbox"), content=body, headers=headers)
+    r = patient.post(running.platform.channel_notify_url("sandbox"), content=body, headers=headers)
     assert r.status_code == 400
     assert _alerts(running, "notification_rejected") == 1 and _alerts(running, "unknown_payout") == 0
     with running.platform.db.read() as conn:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import httpx
 from sqlalchemy import select
 
 from piaohao.db.schema import payments
@@ -14,6 +13,7 @@ from piaohao.kernel.clock import FakeClock
 from piaohao.services.closing import channel_expiry_grace_s, close_pending_trade
 from piaohao.workers.expiry import ExpiryWorker
 from tests.api.test_gateway import trade_body
+from tests.support import patient
 
 
 def test_close_while_the_payment_has_not_reached_the_channel_is_refused(make_platform, receiver):
@@ -25,7 +25,7 @@ def test_close_while_the_payment_has_not_reached_the_channel_is_refused(make_pla
     # The buyer's create call has not reached the channel (here: the channel errs and records nothing);
     # for all we know it is still on its way, and the buyer may be charged.
     running.assembly.sandbox_service.set_fault("pay", "error", count=1)
-    assert httpx.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30).status_code == 503
+    assert patient.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30).status_code == 503
     with running.platform.db.read() as conn:
         assert conn.execute(select(payments.c.status).where(
             payments.c.trade_no == trade["trade_no"])).scalar_one() == "created"

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import secrets
 
-import httpx
-
 from piaohao.services import passwords
 from tests.api.test_gateway import trade_body
+from tests.support import patient
 
 
 def test_nul_in_path_query_or_body_is_a_clean_400(running):
@@ -33,7 +32,7 @@ def test_nul_in_path_query_or_body_is_a_clean_400(running):
                                                                    "headers": {"Content-Type":
                                                                                "application/x-www-form-urlencoded"}}),
                         (running.url + "/cashier/x%00y", {})):
-        r = httpx.post(url, **kwargs) if "content" in kwargs else httpx.get(url)
+        r = patient.post(url, **kwargs) if "content" in kwargs else patient.get(url)
         assert r.status_code == 400, (url, r.status_code, r.text)
     r = m.call("POST", "/v1/trades", trade_body("A3", subject="\ud800"[:0] + "ok"))
     assert r.status_code == 201
@@ -63,19 +62,19 @@ def test_unsigned_endpoints_refuse_large_bodies(running):
     trade = m.call("POST", "/v1/trades", trade_body("A1")).json()
     big = b"x" * (64 * 1024 + 1)
     for url in (running.url + "/channels/sandbox/notify", trade["pay_url"] + "/pay", running.url + "/sandbox/api/pay"):
-        r = httpx.post(url, content=big)
+        r = patient.post(url, content=big)
         assert r.status_code == 413 and r.json()["code"] == "PAYLOAD_TOO_LARGE", (url, r.status_code)
 
     def chunks():
         for _ in range(100):
             yield b"y" * 4096
 
-    r = httpx.post(running.url + "/channels/sandbox/notify", content=chunks())  # no Content-Length
+    r = patient.post(running.url + "/channels/sandbox/notify", content=chunks())  # no Content-Length
     assert r.status_code == 413
 
 
 def test_405_carries_allow(running):
-    r = httpx.delete(running.url + "/healthz")
+    r = patient.delete(running.url + "/healthz")
     assert r.status_code == 405 and "GET" in r.headers.get("allow", "")
     m = running.merchant()
     r = m.call("PUT", "/v1/trades")
@@ -86,7 +85,7 @@ def test_empty_components_are_invalid_components(running):
     m = running.merchant()
     trade = m.call("POST", "/v1/trades", trade_body("A1")).json()
     for components in ([], [{"method": "balance", "amount": 1}] * 5):
-        r = httpx.post(trade["pay_url"] + "/pay", json={"components": components})
+        r = patient.post(trade["pay_url"] + "/pay", json={"components": components})
         assert r.status_code == 400 and r.json()["code"] == "INVALID_COMPONENTS", r.text
 
 
@@ -99,10 +98,10 @@ def test_a_password_and_the_same_with_a_nul_are_not_equal():
 
 def test_metrics_are_not_public(make_platform):
     running = make_platform(workers=False)
-    assert httpx.get(running.url + "/metrics").status_code == 404
+    assert patient.get(running.url + "/metrics").status_code == 404
     token = secrets.token_urlsafe(24)
     running = make_platform(workers=False, metrics_token=token)
-    assert httpx.get(running.url + "/metrics").status_code == 404
-    assert httpx.get(running.url + "/metrics", headers={"Authorization": "Bearer nope"}).status_code == 404
-    r = httpx.get(running.url + "/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert patient.get(running.url + "/metrics").status_code == 404
+    assert patient.get(running.url + "/metrics", headers={"Authorization": "Bearer nope"}).status_code == 404
+    r = patient.get(running.url + "/metrics", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and b"piaohao_http_requests_total" in r.content

@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 
 from piaohao.kernel.logs import scrub_text
 from tests.e2e.test_serve_processes import stop
+from tests.support import patient
 from tests.support.merchant import MerchantClient, Receiver, wait_until
 from tests.support.servers import free_port
 
@@ -126,14 +127,14 @@ def _flow(m: MerchantClient, receiver: Receiver) -> None:
                                           "order_timeout_s": 600, "notify_url": receiver.url,
                                           "member_id": member["member_id"]}).json()
     for t in (topup, trade):
-        r = httpx.post(t["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30)
+        r = patient.post(t["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30)
         if r.status_code == 200:
-            httpx.post(r.json()["redirect_url"] + "/succeed", timeout=30)
+            patient.post(r.json()["redirect_url"] + "/succeed", timeout=30)
     wait_until(lambda: receiver.events("trade.succeeded"), timeout_s=120)
     m.call("POST", "/v1/refunds", {"trade_no": trade["trade_no"], "out_request_no": "R1", "amount": 100})
     m.call("POST", "/v1/withdrawals", {"out_request_no": "W2", "member_id": member["member_id"], "amount": 100,
                                        "bank_account": bank, "payment_password": PASSWORD})
-    pay = httpx.post(trade["pay_url"] + "/pay", json={"components": [{"method": "balance", "amount": 300}],
+    pay = patient.post(trade["pay_url"] + "/pay", json={"components": [{"method": "balance", "amount": 300}],
                                                       "payment_password": "wrong-pw-2"}, timeout=30)
     assert pay.status_code < 500
     wait_until(lambda: False, timeout_s=2)  # let the workers log what they do
@@ -141,7 +142,7 @@ def _flow(m: MerchantClient, receiver: Receiver) -> None:
 
 def _up(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=10).status_code == 200
+        return patient.get(url).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_serve_processes import stop
+from tests.support import patient
 from tests.support.merchant import wait_until
 from tests.support.servers import free_port
 
@@ -83,6 +84,6 @@ def test_child_processes_log_through_the_scrubber(tmp_path):
 
 def _status(url: str) -> int:
     try:
-        return httpx.get(url, timeout=30).status_code
+        return patient.get(url, timeout=30).status_code
     except httpx.HTTPError:
         return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner
@@ -22,6 +21,7 @@ from tests.conftest import TEST_SECRET_KEY
 from tests.e2e.test_payments import signed_sandbox_notification
 from tests.members.conftest import BANK_OK, PASSWORD, fund_member, new_member
 from tests.refunds.helpers import create_trade, paid_trade, refund, start
+from tests.support import patient
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_a_flood_of_forged_notifications_from_one_source_does_not_bury_a_critica
     notify = running.platform.channel_notify_url("sandbox")
     for i in range(3 * SOURCE_ALERTS_MAX):
         body = json.dumps({"kind": "payment", "out_trade_no": f"pay_forged{i:04d}"}).encode()
-        r = httpx.post(notify, content=body, headers={"X-Sandbox-Signature": "AAAA", "X-Sandbox-Timestamp": "1"})
+        r = patient.post(notify, content=body, headers={"X-Sandbox-Signature": "AAAA", "X-Sandbox-Timestamp": "1"})
         assert r.status_code == 400
     rejected = _count(running, alerts, alerts.c.kind == "notification_rejected")
     assert rejected == SOURCE_ALERTS_MAX  # the rest are counted on one flood alert
@@ -64,7 +64,7 @@ def test_a_flood_of_forged_notifications_from_one_source_does_not_bury_a_critica
     assert len(flood) == 1 and flood[0]["occurrences"] == 2 * SOURCE_ALERTS_MAX
     # The same forged notification again only counts.
     body = json.dumps({"kind": "payment", "out_trade_no": "pay_forged0000"}).encode()
-    httpx.post(notify, content=body, headers={"X-Sandbox-Signature": "AAAA", "X-Sandbox-Timestamp": "1"})
+    patient.post(notify, content=body, headers={"X-Sandbox-Signature": "AAAA", "X-Sandbox-Timestamp": "1"})
     assert _count(running, alerts, alerts.c.kind == "notification_rejected") == SOURCE_ALERTS_MAX
 
     # A signed notification about a payment we never made: critical, and on top of its filter.
@@ -80,7 +80,7 @@ def test_a_flood_of_forged_notifications_from_one_source_does_not_bury_a_critica
     forged = body.replace(payment_no.encode(), b"pay_unknown0000000000000")
     keys = running.assembly.sandbox_store.channel_keys()
     headers[HEADER_SIGNATURE] = rsa.sign(keys.private_pem, response_canonical(headers[HEADER_TIMESTAMP], forged))
-    assert httpx.post(notify, content=forged, headers=headers).status_code == 200
+    assert patient.post(notify, content=forged, headers=headers).status_code == 200
     critical = ops("alerts", "list", "--severity", "critical", "--limit", "1", "--json")
     assert [a["kind"] for a in critical] == ["unknown_payment"]
     assert set(critical[0]) >= {"alert_id", "kind", "severity", "subject_type", "subject_id", "message", "status",

@@ -131,8 +131,8 @@ def test_a_wrong_key_is_a_clear_error_not_garbage(make_platform):
                       SystemClock().now())
 
 
-def test_migration_seals_rows_stored_in_clear_and_downgrade_opens_them(database_url):
-    db = Database(database_url)
+def test_migration_seals_rows_stored_in_clear_and_downgrade_opens_them(empty_database_url):
+    db = Database(empty_database_url)
     sealer = Sealer(TEST_SECRET_KEY)
     migrate.upgrade(db, "0011")
     now = SystemClock().now()
@@ -172,7 +172,8 @@ def test_migration_seals_rows_stored_in_clear_and_downgrade_opens_them(database_
     assert sealer.open(sub["account_number_sealed"], purpose=purpose("sub_merchants", "account_number_sealed",
                                                                       "sub_1")) == BANK["number"]
     assert rcv["account_number_masked"] == "************2222"
-    p = Platform(settings=Settings(database_url=database_url, secret_key=TEST_SECRET_KEY), db=db, clock=SystemClock())
+    settings = Settings(database_url=empty_database_url, secret_key=TEST_SECRET_KEY)
+    p = Platform(settings=settings, db=db, clock=SystemClock())
     assert load_app_auth(p, "app_2", now).secrets == ("another-secret-in-clear",)
 
     migrate.downgrade(db, "0011", sealer=lambda: sealer)

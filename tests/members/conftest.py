@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import secrets
 
-import httpx
 import pytest
 
 from piaohao.books import chart
 from piaohao.ledger import write as ledger
+from tests.support import patient
 from tests.support.merchant import MerchantClient, wait_until
 
 PASSWORD = "246810"
@@ -69,15 +69,15 @@ def fund_settled(running, merchant_id: str, amount: int, currency: str = "CNY") 
 
 
 def pay_on_sandbox(pay_url: str, outcome: str = "succeed") -> str:
-    r = httpx.post(pay_url + "/pay", json={"method": "sandbox"}, timeout=30)
+    r = patient.post(pay_url + "/pay", json={"method": "sandbox"}, timeout=30)
     assert r.status_code == 200, r.text
     redirect = r.json()["redirect_url"]
-    done = httpx.post(f"{redirect}/{outcome}", timeout=30)
+    done = patient.post(f"{redirect}/{outcome}", timeout=30)
     assert done.status_code < 300, done.text
     return redirect
 
 
-def wait_status(m: MerchantClient, path: str, status: str, timeout_s: float = 20) -> dict:
+def wait_status(m: MerchantClient, path: str, status: str, timeout_s: float = 30) -> dict:
     last: dict = {}
 
     def reached():

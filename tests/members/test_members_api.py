@@ -9,6 +9,7 @@ from piaohao.books import chart
 from piaohao.db.schema_members import members
 from piaohao.ledger import write as ledger
 from tests.members.conftest import PASSWORD, accounts, new_member
+from tests.support import patient
 
 ZERO = {"balance": {"available": 0, "frozen": 0}, "coins": {"available": 0, "held": 0},
         "credit": {"limit": 0, "used": 0, "available": 0}}
@@ -139,9 +140,8 @@ def test_credit_line_cannot_go_below_what_is_used(running):
 
 
 def test_openapi_lists_the_member_and_business_endpoints(running):
-    import httpx
 
-    spec = httpx.get(running.url + "/openapi.json").json()
+    spec = patient.get(running.url + "/openapi.json").json()
     paths = spec["paths"]
     for path in ("/v1/members", "/v1/members/{member_id}", "/v1/members/{member_id}/coins",
                  "/v1/members/{member_id}/credit", "/v1/topups", "/v1/topups/{topup_no}", "/v1/transfers",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-import httpx
 from sqlalchemy import func, select
 
 from piaohao import ledger
 from piaohao.books import chart
 from piaohao.db.schema import outbox_events, trades
 from tests.members.conftest import accounts, new_member, pay_on_sandbox, wait_status
+from tests.support import patient
 from tests.support.merchant import wait_until
 
 
@@ -32,7 +32,7 @@ def test_a_paid_top_up_lands_on_the_balance_once_and_notifies(running, receiver)
     conflict = _topup(m, member["member_id"], amount=9999, notify_url=receiver.url)
     assert conflict.status_code == 422 and conflict.json()["code"] == "IDEMPOTENCY_CONFLICT"
 
-    cashier = httpx.get(topup["pay_url"], headers={"Accept": "application/json"}).json()
+    cashier = patient.get(topup["pay_url"], headers={"Accept": "application/json"}).json()
     assert cashier["amount"] == 10000 and [x["method"] for x in cashier["methods"] if x["kind"] == "channel"]
     assert not [x for x in cashier["methods"] if x["kind"] != "channel"]  # a top-up is paid by a channel only
     pay_on_sandbox(topup["pay_url"])
@@ -69,7 +69,7 @@ def test_a_top_up_nobody_pays_fails_when_it_expires(running, receiver):
     assert failed["finished_at"] is not None
     assert wait_until(lambda: receiver.events("topup.failed"))
     assert receiver.events("topup.failed")[0]["data"]["topup_no"] == failed["topup_no"]
-    assert httpx.post(failed["pay_url"] + "/pay", json={"method": "sandbox"}).status_code == 409
+    assert patient.post(failed["pay_url"] + "/pay", json={"method": "sandbox"}).status_code == 409
     assert accounts(m, member["member_id"])["balance"]["available"] == 0
 
 

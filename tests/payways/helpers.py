@@ -6,6 +6,7 @@ import secrets
 
 import httpx
 
+from tests.support import patient
 from tests.support.merchant import wait_until
 
 PASSWORD = "246810"
@@ -54,7 +55,7 @@ def member_trade(m, receiver, member_id: str | None, amount: int, out_trade_no: 
 
 
 def pay(trade: dict, payload: dict) -> httpx.Response:
-    return httpx.post(trade["pay_url"] + "/pay", json=payload, timeout=30)
+    return patient.post(trade["pay_url"] + "/pay", json=payload, timeout=30)
 
 
 def trade_of(m, trade) -> dict:

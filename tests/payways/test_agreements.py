@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import threading
 
-import httpx
 from sqlalchemy import select
 
 from tests.e2e.test_payments import assert_books_balance
 from tests.payways.helpers import new_member
+from tests.support import patient
 from tests.support.merchant import wait_until
 
 
@@ -29,7 +29,7 @@ def signed(m, receiver, key="AG1", **extra) -> dict:
     assert r.status_code == 201, r.text
     a = r.json()
     assert a["status"] == "pending" and a["sign_url"]
-    assert httpx.post(a["sign_url"] + "/sign", timeout=30).status_code == 200
+    assert patient.post(a["sign_url"] + "/sign", timeout=30).status_code == 200
     assert wait_until(lambda: agreement(m, a["agreement_no"])["status"] == "active", 20)
     return agreement(m, a["agreement_no"])
 
@@ -101,7 +101,7 @@ def test_a_member_agreement_and_a_rejected_one(running, receiver):
     trade = debit(m, a, "DM", 500).json()
     assert trade["status"] == "succeeded"
     r = create(m, receiver, "AGR").json()
-    httpx.post(r["sign_url"] + "/reject", timeout=30)
+    patient.post(r["sign_url"] + "/reject", timeout=30)
     assert wait_until(lambda: agreement(m, r["agreement_no"])["status"] == "rejected", 20)
     assert wait_until(lambda: receiver.events("agreement.rejected"))
 
@@ -113,10 +113,10 @@ def test_termination_by_the_merchant_and_by_the_buyer_at_the_channel(running, re
     assert r.status_code == 200 and r.json()["status"] == "terminated"
     assert m.call("POST", f"/v1/agreements/{a['agreement_no']}/terminate").status_code == 200
     assert debit(m, a, "D1", 100).json()["code"] == "AGREEMENT_NOT_ACTIVE"
-    page = httpx.get(a["sign_url"], headers={"Accept": "application/json"}).json()
+    page = patient.get(a["sign_url"], headers={"Accept": "application/json"}).json()
     assert page["status"] == "TERMINATED"  # the channel was told
     b = signed(m, receiver, "AG2")
-    httpx.post(b["sign_url"] + "/terminate", timeout=30)  # the buyer ends it at the channel: no notice
+    patient.post(b["sign_url"] + "/terminate", timeout=30)  # the buyer ends it at the channel: no notice
     assert wait_until(lambda: agreement(m, b["agreement_no"])["status"] == "terminated", 20)
     assert wait_until(lambda: len(receiver.events("agreement.terminated")) == 2)
 
@@ -154,7 +154,7 @@ def test_the_cashier_never_offers_agreement_debits(running, receiver):
     m = running.merchant()
     r = m.call("POST", "/v1/trades", {"out_trade_no": "T1", "amount": 100, "subject": "x", "order_timeout_s": 900})
     trade = r.json()
-    view = httpx.get(trade["pay_url"], headers={"Accept": "application/json"}).json()
+    view = patient.get(trade["pay_url"], headers={"Accept": "application/json"}).json()
     assert "agreement" not in {x["method"] for x in view["methods"]}
-    r = httpx.post(trade["pay_url"] + "/pay", json={"method": "agreement"}, timeout=30)
+    r = patient.post(trade["pay_url"] + "/pay", json={"method": "agreement"}, timeout=30)
     assert r.status_code == 400 and r.json()["code"] == "METHOD_NOT_AVAILABLE"

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from piaohao.db.schema import alerts, trades
 from piaohao.services import payinfo
 from tests.payways.order_system import OrderSystem
+from tests.support import patient
 from tests.support.merchant import wait_until
 
 JSON = {"Accept": "application/json"}
@@ -31,7 +32,7 @@ def shop(running):
 
 
 def open_order(running, m, out_trade_no: str, json: bool = True) -> httpx.Response:
-    return httpx.get(f"{running.url}/cashier/orders/{m.app_id}/{out_trade_no}", headers=JSON if json else {},
+    return patient.get(f"{running.url}/cashier/orders/{m.app_id}/{out_trade_no}", headers=JSON if json else {},
                      timeout=30)
 
 
@@ -56,9 +57,9 @@ def test_first_open_asks_the_order_system_and_later_opens_do_not(running, shop, 
     # The trade is an ordinary one: readable through the API and paid through the cashier.
     t = m.call("GET", "/v1/trades?out_trade_no=O1").json()
     assert t["trade_no"] == view["trade_no"]
-    r = httpx.post(f"{running.url}/cashier/orders/{m.app_id}/O1/pay", json={"method": "sandbox"}, timeout=30)
+    r = patient.post(f"{running.url}/cashier/orders/{m.app_id}/O1/pay", json={"method": "sandbox"}, timeout=30)
     assert r.status_code == 200, r.text
-    httpx.post(r.json()["redirect_url"] + "/succeed", timeout=30)
+    patient.post(r.json()["redirect_url"] + "/succeed", timeout=30)
     assert wait_until(lambda: m.call("GET", "/v1/trades?out_trade_no=O1").json()["status"] == "succeeded")
     assert wait_until(lambda: receiver.events("trade.succeeded"))
 
@@ -127,7 +128,7 @@ def test_zero_amount_unknown_order_and_server_errors(running, shop):
 def test_a_merchant_without_a_payinfo_url_or_an_unknown_app_is_404(running):
     m = running.merchant()
     assert open_order(running, m, "O1").status_code == 404
-    r = httpx.get(f"{running.url}/cashier/orders/app_unknown/O1", headers=JSON)
+    r = patient.get(f"{running.url}/cashier/orders/app_unknown/O1", headers=JSON)
     assert r.status_code == 404
     with pytest.raises(Exception, match="http"):
         payinfo.set_payinfo_url(running.platform, m.merchant_id, "ftp://example.com/payinfo")

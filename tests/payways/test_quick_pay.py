@@ -3,7 +3,6 @@ channel with no redirect, alone and in components; refunds to the card; statemen
 
 from __future__ import annotations
 
-import httpx
 from sqlalchemy import select
 
 from piaohao.db.schema_payways import member_cards
@@ -25,6 +24,7 @@ from tests.payways.helpers import (
     trade_of,
     wait_trade,
 )
+from tests.support import patient
 from tests.support.merchant import wait_until
 
 
@@ -93,7 +93,7 @@ def test_quick_pay_succeeds_with_no_redirect_and_refunds_to_the_card(running, re
     member = new_member(m)
     card_id = active_card(m, member)
     trade = member_trade(m, receiver, member, 1500)
-    view = httpx.get(trade["pay_url"], headers={"Accept": "application/json"}).json()
+    view = patient.get(trade["pay_url"], headers={"Accept": "application/json"}).json()
     quick = next(x for x in view["methods"] if x["method"] == "quick")
     assert quick["cards"] == [{"card_id": card_id, "bank": "ICBC", "last4": "8888"}]
     r = pay(trade, {"method": "quick", "card_id": card_id, "payment_password": "wrong-1"})
@@ -175,5 +175,5 @@ def test_unbound_and_foreign_cards_cannot_pay(running, receiver):
     assert r.status_code == 409 and r.json()["code"] == "CARD_NOT_ACTIVE"
     r = pay(trade, {"method": "quick", "payment_password": PASSWORD})
     assert r.status_code == 400
-    view = httpx.get(trade["pay_url"], headers={"Accept": "application/json"}).json()
+    view = patient.get(trade["pay_url"], headers={"Accept": "application/json"}).json()
     assert "quick" not in {x["method"] for x in view["methods"]}

@@ -7,7 +7,6 @@ import json
 import random
 from datetime import datetime, timedelta
 
-import httpx
 from sqlalchemy import func, select, text, update
 from typer.testing import CliRunner
 
@@ -22,13 +21,14 @@ from piaohao.recon.matching import BillLine, OurRecord, match_duckdb, match_pyth
 from piaohao.recon.run import realtime_pass, run_day
 from piaohao.workers.recon import ReconWorker
 from tests.refunds.helpers import create_trade, refund, start, trade_of, wait_refund
+from tests.support import patient
 from tests.support.merchant import wait_until
 
 
 def _start(trade) -> str:
     """The buyer opens the sandbox; a loaded machine may time the first try out (it is safe to retry)."""
     for _ in range(4):
-        r = httpx.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30)
+        r = patient.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30)
         if r.status_code == 200:
             return r.json()["redirect_url"]
     return start(trade)
@@ -37,7 +37,7 @@ def _start(trade) -> str:
 def _pay(running, m, receiver, out_trade_no: str, amount: int, bill: str | None = None) -> dict:
     trade = create_trade(m, receiver, out_trade_no, amount)
     body = {"bill": bill} if bill else None
-    r = httpx.post(_start(trade) + "/succeed", json=body, timeout=30)
+    r = patient.post(_start(trade) + "/succeed", json=body, timeout=30)
     assert r.status_code < 300, r.text
     assert wait_until(lambda: trade_of(m, trade)["status"] == "succeeded")
     return trade_of(m, trade)
@@ -94,7 +94,7 @@ def test_each_sandbox_bill_fault_is_exactly_its_finding_and_reruns_add_none(make
     short = _pay(running, m, receiver, "AO1", 302, bill="amount_off")
     twice = _pay(running, m, receiver, "DU1", 303, bill="duplicate")
     day = _today(running)
-    extra = httpx.post(running.url + "/sandbox/bill/extra", json={"date": day.isoformat(), "amount": 999}, timeout=10)
+    extra = patient.post(running.url + "/sandbox/bill/extra", json={"date": day.isoformat(), "amount": 999})
     assert extra.status_code == 201, extra.text
     res = run_day(running.platform, day)
     assert _classes(res.findings) == sorted([
@@ -121,7 +121,7 @@ def test_resolving_accept_and_adjust_keeps_the_books_clean_and_is_not_raised_aga
     m = running.merchant()
     omitted = _pay(running, m, receiver, "OM2", 410, bill="omit")
     day = _today(running)
-    httpx.post(running.url + "/sandbox/bill/extra", json={"date": day.isoformat(), "amount": 77}, timeout=10)
+    patient.post(running.url + "/sandbox/bill/extra", json={"date": day.isoformat(), "amount": 77})
     res = run_day(running.platform, day)
     by_class = {f["class"]: f for f in res.findings}
     assert set(by_class) == {"platform_only", "channel_only"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 from sqlalchemy import func, select
 
 from piaohao import ledger
@@ -10,6 +9,7 @@ from piaohao.books import chart
 from piaohao.db.schema import alerts, outbox_events, payments
 from piaohao.db.schema_refunds import refunds
 from tests.api.test_gateway import trade_body
+from tests.support import patient
 from tests.support.merchant import wait_until
 
 
@@ -20,13 +20,13 @@ def create_trade(m, receiver, out_trade_no: str, amount: int) -> dict:
 
 
 def start(trade) -> str:
-    r = httpx.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30)
+    r = patient.post(trade["pay_url"] + "/pay", json={"method": "sandbox"}, timeout=30)
     assert r.status_code == 200, r.text
     return r.json()["redirect_url"]
 
 
 def succeed(redirect_url: str, mode: str | None = None) -> None:
-    r = httpx.post(redirect_url + "/succeed", json={"notify": mode} if mode else None, timeout=30)
+    r = patient.post(redirect_url + "/succeed", json={"notify": mode} if mode else None, timeout=30)
     assert r.status_code < 300, r.text
 
 
@@ -51,7 +51,7 @@ def refund_status(m, refund_no: str) -> str:
     return m.call("GET", f"/v1/refunds/{refund_no}").json()["status"]
 
 
-def wait_refund(m, refund_no: str, status: str, timeout_s: float = 20) -> bool:
+def wait_refund(m, refund_no: str, status: str, timeout_s: float = 30) -> bool:
     return bool(wait_until(lambda: refund_status(m, refund_no) == status, timeout_s))
 
 

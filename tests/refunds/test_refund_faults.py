@@ -30,6 +30,7 @@ from tests.refunds.helpers import (
     trade_of,
     wait_refund,
 )
+from tests.support import patient
 from tests.support.merchant import wait_until
 
 # A refund call that times out: no ordinary call takes CHANNEL_TIMEOUT_S, even on 2 busy cores; the
@@ -156,7 +157,7 @@ def _signed_refund_notification(running, refund_no: str, amount: int, status: st
 
 def test_a_refund_notification_for_an_unknown_refund_raises_an_alert(running):
     headers, body = _signed_refund_notification(running, "rf_unknown000000000000", 100)
-    r = httpx.post(running.platform.channel_notify_url("sandbox"), content=body, headers=headers)
+    r = patient.post(running.platform.channel_notify_url("sandbox"), content=body, headers=headers)
     assert r.status_code == 200
     assert alert_count(running, "unknown_refund") == 1
     assert count(running, refunds) == 0
@@ -189,7 +190,8 @@ def test_a_notified_amount_that_disagrees_changes_nothing(make_platform, receive
     sandbox.set_fault("refund", "error")
     no = refund(m, trade, "R1", 100).json()["refund_no"]
     headers, body = _signed_refund_notification(running, no, 99)
-    assert httpx.post(running.platform.channel_notify_url("sandbox"), content=body, headers=headers).status_code == 200
+    notify_url = running.platform.channel_notify_url("sandbox")
+    assert patient.post(notify_url, content=body, headers=headers).status_code == 200
     assert alert_count(running, "refund_amount_mismatch") == 1
     assert refund_rows(running, refunds.c.refund_no == no)[0]["status"] == "processing"
     sandbox.clear_faults()

@@ -29,6 +29,7 @@ from tests.refunds.helpers import (
     succeed,
     trade_of,
 )
+from tests.support import patient
 from tests.support.merchant import wait_until
 
 
@@ -59,7 +60,7 @@ def stray_refunds(running, payment_no: str) -> list:
 
 def notify_paid(running, payment_no: str, amount: int) -> httpx.Response:
     headers, body = signed_sandbox_notification(running, payment_no, amount)
-    return httpx.post(running.platform.channel_notify_url("sandbox"), content=body, headers=headers, timeout=30)
+    return patient.post(running.platform.channel_notify_url("sandbox"), content=body, headers=headers, timeout=30)
 
 
 def test_paid_after_close_is_refunded_to_the_buyer_automatically(make_platform, receiver):

@@ -235,6 +235,31 @@ def test_unconfirmed_orders_settle_by_themselves_when_their_period_ends(make_pla
     books_balance(running)
 
 
+def test_a_watched_run_reports_one_step_per_page(make_platform):
+    clock = FakeClock(dt.datetime.now(dt.UTC))
+    running = make_platform(clock=clock)
+    m = running.merchant()
+    s1 = seller(running, m, days=1)
+    trade = create_trade(m, 3000, [{"out_order_no": f"O{i}", "sub_merchant_id": s1, "amount": 1000}
+                                   for i in range(3)]).json()
+    pay(m, trade)
+    steps = StepRecorder()
+    summary = run_due(running.platform, clock.now() + dt.timedelta(days=2), chunk=2, progress=steps)
+    assert summary["orders"] == 3  # what `settlement run`'s bar shows: pages of 2, then the orders so far
+    assert steps.calls == [("start", "settle due orders", 2), ("advance", "2 settled"), ("advance", "3 settled")]
+
+
+class StepRecorder:
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def start(self, label, total):
+        self.calls.append(("start", label, total))
+
+    def advance(self, step):
+        self.calls.append(("advance", step))
+
+
 def test_settlement_run_cli_settles_as_of_the_given_time(running, monkeypatch):
     from structlog.testing import capture_logs
     from typer.testing import CliRunner

@@ -11,12 +11,13 @@ import time
 import httpx
 
 from piaohao.kernel.signing import sign
+from tests.support import patient
 
 
 class MerchantClient:
     def __init__(self, base_url: str, app_id: str, app_secret: str, merchant_id: str = ""):
         self.base_url, self.app_id, self.secret, self.merchant_id = base_url, app_id, app_secret, merchant_id
-        self.http = httpx.Client(base_url=base_url, timeout=30)
+        self.http = patient.client(base_url=base_url)
 
     def headers(self, method: str, path: str, body: bytes, *, ts: str | None = None, nonce: str | None = None,
                 secret: str | None = None) -> dict:
@@ -79,7 +80,7 @@ class Receiver(http.server.ThreadingHTTPServer):
         self.server_close()
 
 
-def wait_until(fn, timeout_s: float = 15.0, interval_s: float = 0.05):
+def wait_until(fn, timeout_s: float = 30.0, interval_s: float = 0.05):
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         value = fn()

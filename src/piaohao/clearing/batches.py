@@ -27,6 +27,7 @@ from piaohao.db.schema_clearing import (
 )
 from piaohao.kernel.clock import rfc3339
 from piaohao.kernel.errors import SettlementBatchNotFound
+from piaohao.kernel.progress import SILENT, Progress
 from piaohao.platform import Platform
 
 log = structlog.get_logger(__name__)
@@ -35,9 +36,14 @@ _o = trade_orders.c
 
 
 def run_due(p: Platform, as_of: datetime | None = None, *, chunk: int = CHUNK_ORDERS,
-            max_chunks: int | None = None) -> dict:
-    """Settle every order (and every own sale) due at `as_of` (default now). Returns a summary."""
+            max_chunks: int | None = None, progress: Progress = SILENT) -> dict:
+    """Settle every order (and every own sale) due at `as_of` (default now). Returns a summary.
+
+    `progress` hears one step per page of `chunk` orders; the count behind its total is read only
+    when someone watches (the worker's periodic run does not pay for it)."""
     as_of = as_of or p.clock.now()
+    if progress is not SILENT:
+        progress.start("settle due orders", -(-_count_due(p, as_of) // chunk))
     summary = {"as_of": as_of.isoformat(), "orders": 0, "batches": 0, "skipped_refund_in_flight": 0,
                "seller_amount": 0, "split_amount": 0, "fee_amount": 0, "batch_nos": []}
     last: tuple | None = None
@@ -71,9 +77,16 @@ def run_due(p: Platform, as_of: datetime | None = None, *, chunk: int = CHUNK_OR
             summary["fee_amount"] += r.fee_amount
             if len(summary["batch_nos"]) < 100:
                 summary["batch_nos"].append(r.batch_no)
+        progress.advance(f"{summary['orders']} settled")
     if summary["orders"]:
         log.info("settlement.run", orders=summary["orders"], batches=summary["batches"], as_of=summary["as_of"])
     return summary
+
+
+def _count_due(p: Platform, as_of: datetime) -> int:
+    with p.db.read() as conn:
+        q = select(func.count()).select_from(trade_orders).where(_o.status == PENDING, _o.settle_due_at <= as_of)
+        return int(conn.execute(q).scalar_one())
 
 
 def verify_batch(conn: Connection, batch_no: str) -> list[str]:

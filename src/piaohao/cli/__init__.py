@@ -23,6 +23,7 @@ from piaohao.cli.drill import app as drill_app
 from piaohao.cli.ledger import app as ledger_app
 from piaohao.cli.operators import app as operators_app
 from piaohao.cli.ops import APPS as OPS_APPS
+from piaohao.cli.progress import bar
 from piaohao.cli.recon import app as recon_app
 from piaohao.cli.serving import announce_when_ready
 from piaohao.db import migrate
@@ -302,7 +303,8 @@ def settlement_run(as_of: str | None = typer.Option(None, "--as-of", help="RFC 3
     when = _instant(as_of)
     assembly = assemble(_settings(), with_api=False)  # the cycles' payouts need the payout channel
     try:
-        summary = run(assembly.platform, when)
+        with bar() as progress:
+            summary = run(assembly.platform, when, progress=progress)
         summary["payout_cycles"] = run_payout_cycles(assembly.platform, when)
     except PiaohaoError as e:
         _fail(e)

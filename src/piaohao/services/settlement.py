@@ -21,6 +21,7 @@ from piaohao.kernel.errors import (
     TradeNotFound,
     TradeNotSettlable,
 )
+from piaohao.kernel.progress import SILENT, Progress
 from piaohao.platform import Platform
 from piaohao.services.members import fingerprint
 from piaohao.services.trade_store import get_trade, lock_trade
@@ -77,8 +78,8 @@ def confirm(p: Platform, merchant_id: str, trade_no: str, out_request_no: str,
     return get_trade(p, merchant_id, trade_no=trade_no)
 
 
-def run(p: Platform, as_of: datetime | None = None) -> dict:
-    return batches.run_due(p, as_of)
+def run(p: Platform, as_of: datetime | None = None, progress: Progress = SILENT) -> dict:
+    return batches.run_due(p, as_of, progress=progress)
 
 
 def list_batches(p: Platform, merchant_id: str, seller_id: str | None = None, limit: int = 100) -> list[dict]:

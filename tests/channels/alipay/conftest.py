@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from simulators.alipay import AlipayFake, Notifier, create_app
+from tests.support import patient
 from tests.support.servers import ThreadedServer
 
 START = datetime(2026, 11, 20, 2, 0, 0, tzinfo=UTC)  # 10:00 in Beijing
@@ -148,7 +149,7 @@ class FakeAlipay:
 def alipay() -> Iterator[FakeAlipay]:
     clock = Clock()
     fake = AlipayFake(now=clock)
-    http = httpx.Client(timeout=5.0)
+    http = patient.client()
     notifier = Notifier(fake, http)
     app = create_app(fake, notifier)
     receiver = Receiver()
@@ -193,7 +194,7 @@ def make_channel(alipay: FakeAlipay, keys: Keys, *, timeout_s: float = CHANNEL_T
     from piaohao.channels.alipay import AlipayChannel, AlipayConfig
 
     app = alipay.fake.register_app(keys.public_pem)
-    http = httpx.Client()
+    http = patient.client()
     config = AlipayConfig(app.app_id, keys.private_pkcs8_pem,
                           alipay_public_key_pem or alipay.fake.alipay_public_key_pem, gateway_url or alipay.gateway_url)
     return Merchant(app.app_id, AlipayChannel(config, http=http, now=alipay.clock, timeout_s=timeout_s), http)

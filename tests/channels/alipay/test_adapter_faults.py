@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import httpx
 import pytest
 
 from piaohao.channels.spi import CreatePayment, Outcome, RefundRequest
 from simulators.alipay import Fault
 from tests.channels.alipay.conftest import make_channel, new_out_trade_no
+from tests.support import patient
 from tests.support.servers import free_port
 
 TIMEOUT_S = 0.3  # the fake holds its answer until released, so this always expires
@@ -18,7 +18,7 @@ TIMEOUT_S = 0.3  # the fake holds its answer until released, so this always expi
 
 def _opened(merchant, alipay, amount: int = 1000) -> str:
     req = CreatePayment(new_out_trade_no(), amount, "CNY", "x", alipay.clock() + timedelta(minutes=30), "")
-    assert httpx.get(merchant.channel.create_payment(req).redirect_url).status_code == 200
+    assert patient.get(merchant.channel.create_payment(req).redirect_url).status_code == 200
     return req.payment_no
 
 
@@ -90,7 +90,7 @@ def test_keys_in_every_accepted_form_work(alipay, app_keys):
         from piaohao.channels.alipay import AlipayChannel, AlipayConfig
 
         app = alipay.fake.register_app(app_keys.public_b64)
-        with httpx.Client() as http:
+        with patient.client() as http:
             channel = AlipayChannel(AlipayConfig(app.app_id, private, alipay_bare, alipay.gateway_url), http=http,
                                     now=alipay.clock)
             assert channel.query_payment(new_out_trade_no()).outcome is Outcome.NOT_FOUND

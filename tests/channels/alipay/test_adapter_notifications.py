@@ -6,18 +6,18 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode
 
-import httpx
 import pytest
 
 from piaohao.channels.spi import CreatePayment, NotificationRejected, Outcome, RefundRequest
 from simulators.alipay import NOTIFY_RETRY_S, Fault
 from simulators.alipay import signing as alipay_signing
 from tests.channels.alipay.conftest import make_channel, new_out_trade_no
+from tests.support import patient
 
 
 def _paid(merchant, alipay, notify_url: str, amount: int = 2500) -> str:
     req = CreatePayment(new_out_trade_no(), amount, "CNY", "年卡", alipay.clock() + timedelta(minutes=30), notify_url)
-    assert httpx.get(merchant.channel.create_payment(req).redirect_url).status_code == 200
+    assert patient.get(merchant.channel.create_payment(req).redirect_url).status_code == 200
     alipay.fake.pay(req.payment_no, merchant.app_id)
     return req.payment_no
 
@@ -188,7 +188,7 @@ def test_dropped_notification_leaves_the_query_as_the_truth(merchant, alipay):
 def test_close_and_refund_notifications(merchant, alipay):
     key, url = alipay.receiver.new_path()
     req = CreatePayment(new_out_trade_no(), 300, "CNY", "x", alipay.clock() + timedelta(minutes=30), url)
-    httpx.get(merchant.channel.create_payment(req).redirect_url)
+    patient.get(merchant.channel.create_payment(req).redirect_url)
     merchant.channel.close_payment(req.payment_no)
     payment_no = _paid(merchant, alipay, url, amount=1000)
     for refund_no, amount in (("rf_a", 400), ("rf_b", 600)):

@@ -11,6 +11,7 @@ import pytest
 from piaohao.channels.alipay import AMOUNT_FEN_MAX
 from piaohao.channels.spi import CreatePayment, NextActionType, Outcome
 from tests.channels.alipay.conftest import new_out_trade_no
+from tests.support import patient
 
 NOTIFY_URL = "https://piaohao.example/channels/alipay/notify"
 
@@ -25,7 +26,7 @@ def _create(merchant, alipay, amount: int = 1999, product: str = "alipay.page", 
 
 def _open(result) -> httpx.Response:
     """The buyer's browser follows the redirect to the cashier."""
-    return httpx.get(result.next_action.url)
+    return patient.get(result.next_action.url)
 
 
 def test_create_payment_is_a_signed_redirect_and_makes_no_call(merchant, alipay):

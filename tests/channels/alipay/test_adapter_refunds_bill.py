@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import httpx
 import pytest
 
 from piaohao.channels.alipay import BillUnavailable
 from piaohao.channels.spi import BillRow, CreatePayment, Outcome, RefundRequest
 from simulators.alipay import Fault
 from tests.channels.alipay.conftest import new_out_trade_no
+from tests.support import patient
 
 FEE_RATE_PPM = 6000  # the fake's default: 0.6 %
 
 
 def _paid(merchant, alipay, amount: int) -> str:
     req = CreatePayment(new_out_trade_no(), amount, "CNY", "票", alipay.clock() + timedelta(minutes=30), "")
-    assert httpx.get(merchant.channel.create_payment(req).redirect_url).status_code == 200
+    assert patient.get(merchant.channel.create_payment(req).redirect_url).status_code == 200
     alipay.fake.pay(req.payment_no, merchant.app_id)
     return req.payment_no
 

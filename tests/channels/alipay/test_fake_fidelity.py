@@ -16,11 +16,11 @@ import json
 import zipfile
 from urllib.parse import parse_qsl
 
-import httpx
 import pytest
 
 from tests.channels.alipay.conftest import new_out_trade_no
 from tests.channels.alipay.sdks import community_version, load_community, official_transport
+from tests.support import patient
 
 SUBJECT = "测试商品 piaohao"
 
@@ -106,7 +106,7 @@ def test_official_sdk_page_and_wap_pay_urls_open_the_cashier_and_create_the_trad
     for method in ("page", "wap"):
         out_trade_no = new_out_trade_no()
         url = _official_page_url(client, method, out_trade_no, "19.99", f"{alipay.receiver.url}/notify/x")
-        page = httpx.get(url)
+        page = patient.get(url)
         assert page.status_code == 200, page.text
         assert "19.99" in page.text and SUBJECT in page.text
         trade = alipay.fake.find_trade(out_trade_no, app.app_id)
@@ -139,7 +139,7 @@ def test_official_sdk_auto_submit_form_posts_to_the_cashier(alipay, official):
     form = Form()
     form.feed(client.page_execute(AlipayTradePagePayRequest(biz_model=model)))
     assert set(form.fields) == {"biz_content"} and "sign=" in form.action
-    page = httpx.post(form.action, data=form.fields)
+    page = patient.post(form.action, data=form.fields)
     assert page.status_code == 200, page.text
     assert alipay.fake.find_trade(model.out_trade_no, app.app_id).subject == 'say "hi"'
 
@@ -159,7 +159,7 @@ def test_official_sdk_full_cycle_query_refund_refund_query_close(alipay, officia
     assert (closed.code, closed.sub_code) == ("40004", "ACQ.TRADE_NOT_EXIST")
 
     key, notify_url = alipay.receiver.new_path()
-    assert httpx.get(_official_page_url(client, "page", out_trade_no, "100.00", notify_url)).status_code == 200
+    assert patient.get(_official_page_url(client, "page", out_trade_no, "100.00", notify_url)).status_code == 200
     assert _official_query(client, out_trade_no).trade_status == "WAIT_BUYER_PAY"
     alipay.fake.pay(out_trade_no, app.app_id)
     paid = _official_query(client, out_trade_no)
@@ -197,7 +197,7 @@ def test_official_sdk_bill_download_url_serves_a_gbk_zip(alipay, official):
     app, client = official
     bill_date = alipay.clock().date()
     out_trade_no = new_out_trade_no()
-    assert httpx.get(_official_page_url(client, "page", out_trade_no, "12.34", "")).status_code == 200
+    assert patient.get(_official_page_url(client, "page", out_trade_no, "12.34", "")).status_code == 200
     alipay.fake.pay(out_trade_no, app.app_id)
 
     def ask():
@@ -210,7 +210,7 @@ def test_official_sdk_bill_download_url_serves_a_gbk_zip(alipay, official):
     alipay.clock.advance(days=1)
     answer = ask()
     assert answer.code == "10000"
-    data = httpx.get(answer.bill_download_url).content
+    data = patient.get(answer.bill_download_url).content
     with zipfile.ZipFile(io.BytesIO(data), metadata_encoding="gbk") as zf:
         names = zf.namelist()
         detail = next(n for n in names if n.endswith("业务明细.csv"))
@@ -235,7 +235,7 @@ def test_fake_refuses_a_request_signed_with_a_key_it_does_not_know(alipay, app_k
     client = _official_client(alipay, app.app_id, stranger_keys.private_pkcs1_pem, alipay.fake.alipay_public_key_pem)
     answer = _official_query(client, new_out_trade_no())
     assert (answer.code, answer.sub_code) == ("40002", "isv.invalid-signature")
-    page = httpx.get(_official_page_url(client, "page", new_out_trade_no(), "1.00", ""))
+    page = patient.get(_official_page_url(client, "page", new_out_trade_no(), "1.00", ""))
     assert page.status_code == 400 and "isv.invalid-signature" in page.text
 
 
@@ -270,9 +270,9 @@ def test_community_sdk_full_cycle_and_notification_verify(alipay, community):
     key, notify_url = alipay.receiver.new_path()
     query_string = client.api_alipay_trade_page_pay(SUBJECT, out_trade_no, "0.01", notify_url=notify_url,
                                                     return_url="https://merchant.example/return")
-    assert httpx.get(f"{alipay.gateway_url}?{query_string}").status_code == 200
+    assert patient.get(f"{alipay.gateway_url}?{query_string}").status_code == 200
     wap = client.api_alipay_trade_wap_pay(SUBJECT, new_out_trade_no(), "2.00", notify_url=notify_url)
-    assert httpx.get(f"{alipay.gateway_url}?{wap}").status_code == 200  # its QUICK_WAP_PAY is accepted too
+    assert patient.get(f"{alipay.gateway_url}?{wap}").status_code == 200  # its QUICK_WAP_PAY is accepted too
 
     assert client.api_alipay_trade_query(out_trade_no=out_trade_no)["trade_status"] == "WAIT_BUYER_PAY"
     alipay.fake.pay(out_trade_no, app.app_id)
@@ -318,7 +318,7 @@ def test_community_sdk_biz_content_escapes_are_verified_over_the_received_text(a
     data = client.build_body("alipay.trade.query", {"out_trade_no": new_out_trade_no(), "note": "中文"})
     signed = client.sign_data(data)
     assert "%5Cu4e2d" in signed  # the escaped form went on the wire
-    answer = json.loads(httpx.get(f"{alipay.gateway_url}?{signed}").text)
+    answer = json.loads(patient.get(f"{alipay.gateway_url}?{signed}").text)
     assert answer["alipay_trade_query_response"]["sub_code"] == "ACQ.TRADE_NOT_EXIST"
 
 

@@ -7,12 +7,12 @@ import json
 import time
 from urllib.parse import parse_qsl, urlencode
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from simulators.alipay import signing
 from tests.channels.alipay.conftest import new_out_trade_no
+from tests.support import patient
 
 POLL_DEADLINE_S = 10.0
 
@@ -36,7 +36,7 @@ def app_id(alipay, app_keys) -> str:
 def _page(alipay, app_id, keys, **biz_override):
     biz = {"out_trade_no": new_out_trade_no(), "total_amount": "1.00", "subject": "x",
            "product_code": "FAST_INSTANT_TRADE_PAY", **biz_override}
-    return httpx.get(f"{alipay.gateway_url}?{urlencode(_signed(app_id, keys, 'alipay.trade.page.pay', biz))}")
+    return patient.get(f"{alipay.gateway_url}?{urlencode(_signed(app_id, keys, 'alipay.trade.page.pay', biz))}")
 
 
 @pytest.mark.parametrize("amount", [1, 1.5, "1e3", "1.234", "-1", "0.00", "01.00", " 1", "100000000.01"])
@@ -68,7 +68,7 @@ def test_page_pay_accepts_yuan_without_decimals_and_one_decimal(alipay, app_id, 
 ])
 def test_common_parameters_are_checked(alipay, app_id, app_keys, override, sub_code):
     params = _signed(app_id, app_keys, "alipay.trade.query", {"out_trade_no": "x"}, **override)
-    answer = httpx.post(alipay.gateway_url, content=urlencode(params),
+    answer = patient.post(alipay.gateway_url, content=urlencode(params),
                         headers={"content-type": "application/x-www-form-urlencoded"}).json()
     member = answer.get("alipay_trade_query_response") or answer["error_response"]
     assert member["sub_code"] == sub_code and "sign" in answer
@@ -77,21 +77,22 @@ def test_common_parameters_are_checked(alipay, app_id, app_keys, override, sub_c
 def test_a_changed_parameter_breaks_the_signature(alipay, app_id, app_keys):
     params = _signed(app_id, app_keys, "alipay.trade.query", {"out_trade_no": "x"})
     params["biz_content"] = params["biz_content"].replace('"x"', '"y"')
-    member = httpx.get(f"{alipay.gateway_url}?{urlencode(params)}").json()["alipay_trade_query_response"]
+    member = patient.get(f"{alipay.gateway_url}?{urlencode(params)}").json()["alipay_trade_query_response"]
     assert (member["code"], member["sub_code"]) == ("40002", "isv.invalid-signature")
 
 
 def test_gbk_requests_are_verified_over_gbk_bytes(alipay, app_id, app_keys):
     params = _signed(app_id, app_keys, "alipay.trade.query", {"out_trade_no": "x", "memo": "中文"}, charset="GBK")
     raw = urlencode(params, encoding="gbk").encode()
-    answer = httpx.post(alipay.gateway_url, content=raw, headers={"content-type": "application/x-www-form-urlencoded"})
+    answer = patient.post(alipay.gateway_url, content=raw,
+                          headers={"content-type": "application/x-www-form-urlencoded"})
     member = json.loads(answer.content.decode("gbk"))["alipay_trade_query_response"]
     assert member["sub_code"] == "ACQ.TRADE_NOT_EXIST"
 
 
 def test_responses_are_compact_member_first_sign_last(alipay, app_id, app_keys):
     params = _signed(app_id, app_keys, "alipay.trade.query", {"out_trade_no": "x"})
-    text = httpx.get(f"{alipay.gateway_url}?{urlencode(params)}").text
+    text = patient.get(f"{alipay.gateway_url}?{urlencode(params)}").text
     assert text.startswith('{"alipay_trade_query_response":{"code":"40004"') and '},"sign":"' in text
     assert text.endswith('"}') and ": " not in text
 
@@ -101,19 +102,19 @@ def test_trade_finished_is_notified_and_cannot_be_refunded(alipay, app_id, app_k
     no = new_out_trade_no()
     biz = {"out_trade_no": no, "total_amount": "3.00", "subject": "x", "product_code": "FAST_INSTANT_TRADE_PAY"}
     page = _signed(app_id, app_keys, "alipay.trade.page.pay", biz, notify_url=url)
-    assert httpx.get(f"{alipay.gateway_url}?{urlencode(page)}").status_code == 200
+    assert patient.get(f"{alipay.gateway_url}?{urlencode(page)}").status_code == 200
     alipay.fake.pay(no)
     alipay.fake.finish(no)
     alipay.drain()
     assert [dict(parse_qsl(d.body.decode()))["trade_status"] for d in alipay.receiver.got(key)] == [
         "TRADE_SUCCESS", "TRADE_FINISHED"]
     params = _signed(app_id, app_keys, "alipay.trade.refund", {"out_trade_no": no, "refund_amount": "1.00"})
-    member = httpx.get(f"{alipay.gateway_url}?{urlencode(params)}").json()["alipay_trade_refund_response"]
+    member = patient.get(f"{alipay.gateway_url}?{urlencode(params)}").json()["alipay_trade_refund_response"]
     assert member["sub_code"] == "ACQ.TRADE_HAS_FINISHED"
 
 
 def test_control_endpoints_onboard_pay_and_arm_faults_over_http(alipay, app_keys):
-    with httpx.Client(base_url=alipay.url) as http:
+    with patient.client(base_url=alipay.url) as http:
         onboarded = http.post("/fake/apps", json={"public_key": app_keys.public_pem}).json()
         assert onboarded["alipay_public_key"] == http.get("/fake/alipay_public_key").text
         app_id = onboarded["app_id"]
@@ -139,7 +140,7 @@ def test_background_notifier_delivers_without_being_driven(alipay, app_id, app_k
     no = new_out_trade_no()
     biz = {"out_trade_no": no, "total_amount": "1.00", "subject": "x", "product_code": "FAST_INSTANT_TRADE_PAY"}
     page = _signed(app_id, app_keys, "alipay.trade.page.pay", biz, notify_url=url)
-    assert httpx.get(f"{alipay.gateway_url}?{urlencode(page)}").status_code == 200
+    assert patient.get(f"{alipay.gateway_url}?{urlencode(page)}").status_code == 200
     background = Notifier(alipay.fake)
     background.start(interval_s=0.01)
     try:

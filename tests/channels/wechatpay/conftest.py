@@ -12,6 +12,7 @@ import pytest
 
 from piaohao.channels.wechatpay import WechatPayChannel, WechatPayConfig
 from simulators.wechatpay import Merchant, PlatformIdentity, WechatPayFake
+from tests.support import patient
 from tests.support.servers import serving
 
 from .support import Clock, MerchantKeys, Receiver, apiv3_key, merchant_keys, new_mchid
@@ -102,7 +103,7 @@ def make_channel(served: Served, keys: MerchantKeys, merchant: Merchant, platfor
 
 @pytest.fixture(scope="module")
 def http() -> Iterator[httpx.Client]:
-    with httpx.Client() as client:
+    with patient.client() as client:
         yield client
 
 

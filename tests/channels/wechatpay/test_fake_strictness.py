@@ -12,6 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from tests.support import patient
+
 from .conftest import Served, register
 from .support import MerchantKeys, Receiver, out_no, poll
 
@@ -30,7 +32,7 @@ def signed(served: Served, keys: MerchantKeys, mchid: str, method: str, url: str
     if body:
         base["Content-Type"] = "application/json"
     base.update(headers or {})
-    return httpx.request(method, served.url + url, content=body, headers=base,
+    return patient.request(method, served.url + url, content=body, headers=base,
                          timeout=5)
 
 
@@ -85,7 +87,7 @@ def test_a_body_changed_after_signing_is_refused(served, mkeys, m):
     auth = (f'WECHATPAY2-SHA256-RSA2048 mchid="{m.mchid}",nonce_str="{nonce}",signature="{sig}",timestamp="{ts}",'
             f'serial_no="{mkeys.serial_no}"')
     tampered = body.replace(b'"total": 1', b'"total": 2')
-    response = httpx.post(served.url + "/v3/pay/transactions/native", content=tampered,
+    response = patient.post(served.url + "/v3/pay/transactions/native", content=tampered,
                           headers={"Authorization": auth, "Accept": "application/json", "User-Agent": "t",
                                    "Content-Type": "application/json"})
     assert response.status_code == 401 and response.json()["code"] == "SIGN_ERROR"
@@ -105,24 +107,25 @@ def test_the_http_control_surface(served, mkeys, m, receiver: Receiver):
     no = out_no()
     assert signed(served, mkeys, m.mchid, "POST", "/v3/pay/transactions/native",
                   native_body(m, out_trade_no=no, notify_url=url)).status_code == 200
-    assert httpx.post(f"{served.url}/fake/faults", json={"kind": "system_error", "out_trade_no": no}).status_code == 200
+    fault = {"kind": "system_error", "out_trade_no": no}
+    assert patient.post(f"{served.url}/fake/faults", json=fault).status_code == 200
     assert signed(served, mkeys, m.mchid, "GET", f"/v3/pay/transactions/out-trade-no/{no}?mchid={m.mchid}"
                   ).status_code == 500
-    assert httpx.post(f"{served.url}/fake/faults", json={"kind": "nonsense"}).status_code == 400
-    assert httpx.delete(f"{served.url}/fake/faults").status_code == 204
-    assert httpx.post(f"{served.url}/fake/transactions/{no}/pay", json={}).json()["trade_state"] == "SUCCESS"
-    assert httpx.post(f"{served.url}/fake/notifications/run").json()["handled"] >= 1
+    assert patient.post(f"{served.url}/fake/faults", json={"kind": "nonsense"}).status_code == 400
+    assert patient.delete(f"{served.url}/fake/faults").status_code == 204
+    assert patient.post(f"{served.url}/fake/transactions/{no}/pay", json={}).json()["trade_state"] == "SUCCESS"
+    assert patient.post(f"{served.url}/fake/notifications/run").json()["handled"] >= 1
     assert len(receiver.got(key)) == 1
 
 
 def test_onboarding_over_http_hands_out_the_platform_key(served, mkeys):
-    response = httpx.post(f"{served.url}/fake/merchants", json={
+    response = patient.post(f"{served.url}/fake/merchants", json={
         "mchid": "1999999999", "appid": "wx0000000000000001", "serial_no": mkeys.serial_no,
         "public_key_pem": mkeys.public_pem, "apiv3_key": "a" * 32})
     info = response.json()
     assert response.status_code == 200 and info["platform_serial"].startswith("PUB_KEY_ID_")
     assert "BEGIN PUBLIC KEY" in info["platform_public_key_pem"]
-    bad = httpx.post(f"{served.url}/fake/merchants", json={"mchid": "1", "apiv3_key": "short"})
+    bad = patient.post(f"{served.url}/fake/merchants", json={"mchid": "1", "apiv3_key": "short"})
     assert bad.status_code == 400
 
 
