@@ -9,17 +9,7 @@ from rich.console import Console
 from piaohao.cli.progress import bar
 from piaohao.drills.scenarios import run_scenarios
 from piaohao.kernel.progress import SILENT
-
-
-class Recorder:
-    def __init__(self):
-        self.calls: list[tuple] = []
-
-    def start(self, label, total):
-        self.calls.append(("start", label, total))
-
-    def advance(self, step):
-        self.calls.append(("advance", step))
+from tests.support.steps import StepRecorder
 
 
 def test_a_terminal_gets_a_bar_with_steps_and_counts():
@@ -43,7 +33,7 @@ def test_off_a_terminal_nothing_is_drawn():
 
 
 def test_drills_report_each_scenario_as_a_step(tmp_path):
-    seen = Recorder()
+    seen = StepRecorder()
     results = run_scenarios(["notify-duplicate"], database_url=f"sqlite:///{tmp_path}/d.db", progress=seen)
     assert seen.calls[0] == ("start", "drills", 1)
     assert seen.calls[1] == ("advance", f"notify-duplicate: {results[0]['verdict']}")

@@ -23,6 +23,7 @@ from piaohao.workers.recon import ReconWorker
 from tests.refunds.helpers import create_trade, refund, start, trade_of, wait_refund
 from tests.support import patient
 from tests.support.merchant import wait_until
+from tests.support.steps import StepRecorder
 
 
 def _start(trade) -> str:
@@ -73,17 +74,6 @@ def test_a_day_without_faults_reconciles_with_zero_findings_on_both_engines(make
     day = _today(running).isoformat()  # what `recon run`'s progress bar shows, per run
     one_run = [("start", f"recon {day}", 2), ("advance", "sandbox"), ("advance", "record checks and rules")]
     assert steps.calls == one_run * 2
-
-
-class StepRecorder:
-    def __init__(self):
-        self.calls: list[tuple] = []
-
-    def start(self, label, total):
-        self.calls.append(("start", label, total))
-
-    def advance(self, step):
-        self.calls.append(("advance", step))
 
 
 def test_each_sandbox_bill_fault_is_exactly_its_finding_and_reruns_add_none(make_platform, receiver):

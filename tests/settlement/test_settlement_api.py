@@ -23,6 +23,7 @@ from tests.settlement.helpers import (
     seller,
 )
 from tests.support.merchant import wait_until
+from tests.support.steps import StepRecorder
 
 
 def test_smoke_flow_two_sellers_split_subsidy_settle_and_payout(running):
@@ -247,17 +248,6 @@ def test_a_watched_run_reports_one_step_per_page(make_platform):
     summary = run_due(running.platform, clock.now() + dt.timedelta(days=2), chunk=2, progress=steps)
     assert summary["orders"] == 3  # what `settlement run`'s bar shows: pages of 2, then the orders so far
     assert steps.calls == [("start", "settle due orders", 2), ("advance", "2 settled"), ("advance", "3 settled")]
-
-
-class StepRecorder:
-    def __init__(self):
-        self.calls: list[tuple] = []
-
-    def start(self, label, total):
-        self.calls.append(("start", label, total))
-
-    def advance(self, step):
-        self.calls.append(("advance", step))
 
 
 def test_settlement_run_cli_settles_as_of_the_given_time(running, monkeypatch):
