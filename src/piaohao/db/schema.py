@@ -87,6 +87,8 @@ trades = Table(
     timestamp_column("updated_at", False),
     UniqueConstraint("merchant_id", "out_trade_no", name="uq_trades_merchant_out_trade_no"),
     Index("ix_trades_status_expires_at", "status", "expires_at"),
+    Index("ix_trades_created_at", "created_at", "trade_no"),  # the console's newest-first pages
+    Index("ix_trades_paid_at", "paid_at"),  # the console's daily volume chart
 )
 
 payments = Table(
