@@ -20,6 +20,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 
+from piaohao.api.bodies import read_bounded, replaying
 from piaohao.api.errors import error_body, status_of
 from piaohao.api.ratelimit import RateLimiter
 from piaohao.db.schema import nonces
@@ -173,32 +174,12 @@ class GatewayMiddleware:
             return await _send_json(send, status_of(exc), error_body(exc.code, exc.message, state["request_id"]), extra)
         state["merchant_id"], state["app_id"] = auth.merchant_id, auth.app_id
         structlog.contextvars.bind_contextvars(merchant_id=auth.merchant_id)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 async def _read_body(receive) -> bytes:
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > BODY_BYTES_MAX:
-            raise PayloadTooLarge(f"request body over {BODY_BYTES_MAX} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+    return await read_bounded(receive, BODY_BYTES_MAX,
+                              lambda: PayloadTooLarge(f"request body over {BODY_BYTES_MAX} bytes"))
 
 
 async def _send_json(send, status: int, payload: dict, extra_headers=()) -> None:

@@ -16,6 +16,7 @@ from urllib.parse import unquote_to_bytes
 
 import orjson
 
+from piaohao.api.bodies import read_bounded, replaying
 from piaohao.api.errors import error_body
 
 __all__ = ["LimitsMiddleware", "SIGNED_BODY_BYTES_MAX", "UNSIGNED_BODY_BYTES_MAX"]
@@ -61,21 +62,13 @@ class LimitsMiddleware:
             declared = headers.get("content-length", "")
             if declared.isascii() and declared.isdigit() and int(declared) > limit:
                 raise _Refused(413, "PAYLOAD_TOO_LARGE", f"request body over {limit} bytes")
-            body = await _read(receive, limit)
+            body = await read_bounded(receive, limit,
+                                      lambda: _Refused(413, "PAYLOAD_TOO_LARGE", f"request body over {limit} bytes"))
             _check_body(body, headers.get("content-type", "").lower())
         except _Refused as refused:
             return await _answer(scope, send, refused)
 
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     @staticmethod
     def _check_target(scope) -> None:
@@ -84,22 +77,6 @@ class LimitsMiddleware:
         qs = scope.get("query_string", b"")
         if qs and b"\x00" in unquote_to_bytes(qs):
             raise _Refused(400, "INVALID_REQUEST", "NUL characters are not allowed")
-
-
-async def _read(receive, limit: int) -> bytes:
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _Refused(413, "PAYLOAD_TOO_LARGE", f"request body over {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 async def _answer(scope, send, refused: _Refused) -> None:
