@@ -1,0 +1,62 @@
+"""The profile of one phase: the difference of two snapshots written by profiled.py, as the top
+functions by own CPU time and by cumulative CPU time, in ms per request (or payment)."""
+
+from __future__ import annotations
+
+import marshal
+import os
+
+TOP = 30
+
+
+def _load(path: str) -> dict:
+    with open(path, "rb") as f:
+        return marshal.load(f)
+
+
+def _diff(before: dict, after: dict) -> dict:
+    out = {}
+    for func, (_cc, nc, tt, ct, _callers) in after.items():
+        _cc0, nc0, tt0, ct0, _ = before.get(func, (0, 0, 0.0, 0.0, {}))
+        if nc - nc0 > 0:
+            out[func] = (nc - nc0, tt - tt0, ct - ct0)
+    return out
+
+
+def _name(func: tuple) -> str:
+    path, line, name = func
+    if path == "~":
+        return name
+    parts = path.split(os.sep)
+    for anchor in ("site-packages", "src", "lib"):
+        if anchor in parts:
+            parts = parts[len(parts) - parts[::-1].index(anchor):]
+            break
+    return f"{'/'.join(parts[-3:])}:{line}({name})"
+
+
+def phase(before_path: str, after_path: str, ops: int, label: str) -> str:
+    stats = _diff(_load(before_path), _load(after_path))
+    total_s = sum(tt for _, tt, _ in stats.values())
+    lines = [f"== {label}: {ops} operations, profiled CPU {total_s * 1000 / ops:.2f} ms per operation "
+             f"(cProfile's own overhead included)"]
+    for key, title in ((1, "own time (tottime)"), (2, "cumulative time (cumtime)")):
+        lines.append(f"-- top {TOP} by {title}: calls/op  own ms/op  cum ms/op  own %  function")
+        for func, (nc, tt, ct) in sorted(stats.items(), key=lambda kv: -kv[1][key])[:TOP]:
+            lines.append(f"{nc / ops:9.1f} {tt * 1000 / ops:9.3f} {ct * 1000 / ops:9.3f} {tt * 100 / total_s:6.1f}%  "
+                         f"{_name(func)}")
+    return "\n".join(lines)
+
+
+def write(out_dir: str, create: dict, e2e: dict) -> str:
+    sections = []
+    snaps = create.get("snapshots") or []
+    if len(snaps) == 2 and all(snaps):
+        sections.append(phase(snaps[0], snaps[1], create["requests"], "create-trade"))
+    start = os.path.join(out_dir, "snapshot-3.prof")
+    if e2e.get("snapshot") and os.path.exists(start):
+        sections.append(phase(start, e2e["snapshot"], max(e2e["payments"], 1), "end-to-end payment"))
+    path = os.path.join(out_dir, "report.txt")
+    with open(path, "w") as f:
+        f.write("\n\n".join(sections) + "\n")
+    return path
