@@ -1,7 +1,7 @@
 """HTTP path benchmark on PostgreSQL, every figure beside baselines measured in the same run.
 
-    python bench/e2e/run.py [--create-seconds 10] [--payments 600] [--concurrency 16] [--pgbench-seconds 10]
-    python bench/e2e/run.py --trades 200 --payments 50 --pgbench-seconds 3      # a quick run
+    python bench/e2e/run.py [--create-seconds 10] [--payments 1000] [--payments-seconds 30] [--concurrency 16]
+    python bench/e2e/run.py --trades 200 --payments 50 --pgbench-seconds 3 --processes 0     # a quick run
     python bench/e2e/run.py --profile /tmp/prof                                 # + cProfile of the platform
 
 Processes (each its own): PostgreSQL; the platform (`piaohao serve`); the sandbox channel
@@ -15,7 +15,8 @@ Phases, in order:
      stack (bare_app.py); req/s, p50/p99.
   2. create-trade on `piaohao serve` (one process: API and workers): req/s, p50/p99, and the
      platform's CPU ms per request.
-  3. end-to-end payments on the same server: create → cashier /pay → the sandbox's buyer page
+  3. end-to-end payments on the same server (--payments, or as many as are started in
+     --payments-seconds): create → cashier /pay → the sandbox's buyer page
      /succeed → the sandbox notifies the platform → trade succeeded, ledger posted → the merchant
      notification acknowledged by the receiver. Payments/s, and the platform's CPU ms per payment
      (user + system CPU of the `piaohao serve` process tree over the phase, from /proc: the
@@ -132,10 +133,10 @@ def create_phase(url: str, creds: dict, notify_url: str, args, cpu: Cpu, profile
     return result
 
 
-async def e2e_phase(base: str, creds: dict, n: int, concurrency: int, notify_url: str, receiver_url: str,
-                    cpu: Cpu, profiler: Profiler) -> dict:
-    """`concurrency` buyers, each paying one trade after another, until `n` payments were made and
-    their notifications acknowledged."""
+async def e2e_phase(base: str, creds: dict, n: int, max_s: float, concurrency: int, notify_url: str,
+                    receiver_url: str, cpu: Cpu, profiler: Profiler) -> dict:
+    """`concurrency` buyers, each paying one trade after another, until `n` payments were made (or
+    `max_s` passed: no payment is started after it) and their notifications acknowledged."""
     platform = urlsplit(base)
     receiver = loadgen.Conn(urlsplit(receiver_url).hostname, urlsplit(receiver_url).port)
     count_request = loadgen.raw_request("GET", receiver_url)
@@ -147,6 +148,7 @@ async def e2e_phase(base: str, creds: dict, n: int, concurrency: int, notify_url
     before = (await receiver_state())["count"]
     prefix = "E" + secrets.token_hex(4)
     todo = iter(range(n))
+    made = [0]
     json_headers = {"Content-Type": "application/json"}
 
     async def buyer() -> None:
@@ -154,6 +156,9 @@ async def e2e_phase(base: str, creds: dict, n: int, concurrency: int, notify_url
         channel: loadgen.Conn | None = None
         try:
             for i in todo:
+                if time.monotonic() > stop_at:
+                    break
+                made[0] += 1
                 status, body = await api.request(create_request(creds, f"{prefix}{i}", 100 + i % 900, notify_url))
                 assert status == 201, (status, body[:300])
                 pay_url = json.loads(body)["pay_url"]
@@ -172,18 +177,18 @@ async def e2e_phase(base: str, creds: dict, n: int, concurrency: int, notify_url
 
     profiler.snapshot()
     cpu.mark("start")
-    started = time.time()
+    started, stop_at = time.time(), time.monotonic() + max_s
     await asyncio.gather(*(buyer() for _ in range(concurrency)))
     buyers_done = time.time()
     deadline = time.monotonic() + E2E_TIMEOUT_S
-    while (state := await receiver_state())["count"] - before < n and time.monotonic() < deadline:
+    while (state := await receiver_state())["count"] - before < made[0] and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     cpu.mark("end")
     snapshot = profiler.snapshot()
     receiver.close()
     paid = state["count"] - before
     elapsed = max(state["last_at"], buyers_done) - started
-    return {"payments": paid, "expected": n, "seconds": elapsed, "per_s": paid / elapsed,
+    return {"payments": paid, "expected": made[0], "seconds": elapsed, "per_s": paid / elapsed,
             "buyers_s": buyers_done - started, "cpu": {name: cpu.used_s(name) for name in cpu.groups},
             "snapshot": snapshot}
 
@@ -194,7 +199,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--warmup-seconds", type=float, default=2.0, help="unmeasured load before each create window")
     ap.add_argument("--trades", type=int, default=None,
                     help="end each create window after this many requests instead (a quick run)")
-    ap.add_argument("--payments", type=int, default=600)
+    ap.add_argument("--payments", type=int, default=1000)
+    ap.add_argument("--payments-seconds", type=float, default=30.0,
+                    help="start no payment after this long (the phase then waits for their notifications)")
     ap.add_argument("--concurrency", type=int, default=16, help="connections (create) and buyers (payments)")
     ap.add_argument("--pgbench-seconds", type=int, default=10)
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432")
@@ -206,8 +213,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    parts = ["python", "bench/e2e/run.py", "--create-seconds", f"{args.create_seconds:g}", "--warmup-seconds",
-             f"{args.warmup_seconds:g}", "--payments", str(args.payments), "--concurrency", str(args.concurrency),
+    parts = ["python", "bench/e2e/run.py", "--create-seconds", f"{args.create_seconds:g}",
+             "--warmup-seconds", f"{args.warmup_seconds:g}", "--payments", str(args.payments),
+             "--payments-seconds", f"{args.payments_seconds:g}", "--concurrency", str(args.concurrency),
              "--pgbench-seconds", str(args.pgbench_seconds), "--processes", str(args.processes)]
     if args.trades is not None:
         parts += ["--trades", str(args.trades)]
@@ -270,8 +278,9 @@ def main() -> int:
             profiler = Profiler(args.profile, serve.pid)
             cpu = Cpu({"platform": [serve.pid], **others})
             results["create1"] = create_phase(base, creds, notify_url, args, cpu, profiler)
-            results["e2e"] = loadgen.run(e2e_phase(base, creds, args.payments, args.concurrency, notify_url,
-                                                   f"http://127.0.0.1:{rport}/count", cpu, profiler))
+            results["e2e"] = loadgen.run(e2e_phase(
+                base, creds, args.payments, args.payments_seconds, args.concurrency, notify_url,
+                f"http://127.0.0.1:{rport}/count", cpu, profiler))
         finally:
             procs.stop([serve])
 
