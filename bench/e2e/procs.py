@@ -65,6 +65,26 @@ def tree(roots: list[int]) -> list[int]:
     return out
 
 
+def describe(pids: list[int]) -> str:
+    """`pid (program args...)` of each process, shortened: what a CPU figure counts."""
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        args = [os.path.basename(a) if a.startswith("/") else a for a in argv]
+        if args and args[0].startswith("python"):
+            args = args[1:]
+        if "-c" in args[:-1]:  # multiprocessing's children: uvicorn's API processes, its resource tracker
+            code = args[args.index("-c") + 1]
+            args = ["API process (spawned)" if "spawn_main" in code
+                    else "resource tracker" if "resource_tracker" in code else code[:40]]
+        out.append(f"{pid} ({' '.join(args)[:70]})")
+    return ", ".join(out)
+
+
 def tree_cpu_s(roots: list[int]) -> float:
     """CPU seconds (user + system) used so far by processes `roots` and every live descendant:
     their own cost, whatever the load of the machine does to their wall time."""
