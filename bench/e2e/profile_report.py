@@ -43,12 +43,38 @@ def _name(func: tuple) -> str:
     return f"{'/'.join(parts[-3:])}:{line}({name})"
 
 
+PACKAGES = ("sqlalchemy", "psycopg", "uvicorn", "starlette", "fastapi", "anyio", "pydantic", "httpx", "httpcore",
+            "structlog", "orjson", "cryptography", "h11", "asyncio", "piaohao")
+
+
+def package(func: tuple) -> str:
+    """Which library a function's own time belongs to; C builtins count as "builtins"."""
+    path = func[0]
+    if path == "~":
+        return "builtins (C functions, called from all of the above)"
+    parts = path.split(os.sep)
+    for name in PACKAGES:
+        if name in parts:
+            return name
+    return "stdlib" if "python3" in path and "site-packages" not in path else "other"
+
+
+def by_package(stats: dict, ops: int, total_s: float) -> list[str]:
+    sums: dict[str, float] = {}
+    for func, (_nc, tt, _ct) in stats.items():
+        sums[package(func)] = sums.get(package(func), 0.0) + tt
+    return [f"{tt * 1000 / ops:9.3f} ms/op {tt * 100 / total_s:5.1f}%  {name}"
+            for name, tt in sorted(sums.items(), key=lambda kv: -kv[1])]
+
+
 def phase(before_path: str, after_path: str, ops: int, label: str) -> str:
     stats = _diff(_load(before_path), _load(after_path))
     total_s = sum(tt for _, tt, _ in stats.values())
     lines = [f"== {label}: {ops} operations, profiled CPU {total_s * 1000 / ops:.2f} ms per operation "
              f"(cProfile's own overhead included, so several times the unprofiled CPU: read the shares). "
              f"Calls of coroutines and generators count every resumption."]
+    lines.append("-- own time by package")
+    lines += by_package(stats, ops, total_s)
     ours = {func: v for func, v in stats.items() if f"{os.sep}piaohao{os.sep}" in func[0]}
     for table, key, title in ((stats, 1, "own time (tottime)"), (stats, 2, "cumulative time (cumtime)"),
                               (ours, 2, "cumulative time, piaohao's own functions")):
