@@ -241,7 +241,9 @@ def main() -> int:
     exe = shutil.which("piaohao") or os.path.join(os.path.dirname(sys.executable), "piaohao")
     pg, sqla = args.pg, args.pg.replace("postgresql://", "postgresql+psycopg://")
     print(f"command: {command_line(args)}", flush=True)
-    print(f"load average at start: {open('/proc/loadavg').read().strip()}", flush=True)
+    load = open("/proc/loadavg").read().strip()
+    load_start = float(load.split()[0])
+    print(f"load average at start: {load}", flush=True)
     run_started = time.monotonic()
 
     tps = procs.pgbench_tps(pg, args.pgbench_seconds)
@@ -316,11 +318,11 @@ def main() -> int:
         procs.stop(running)
         procs.psql(pg, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
         procs.psql(pg, f"DROP DATABASE IF EXISTS {sandbox_db} WITH (FORCE)")
-    report(args, tps, results, time.monotonic() - run_started)
+    report(args, tps, results, time.monotonic() - run_started, load_start)
     return 0 if results["e2e"]["payments"] == results["e2e"]["expected"] else 1
 
 
-def report(args: argparse.Namespace, tps: float, r: dict, run_s: float) -> None:
+def report(args: argparse.Namespace, tps: float, r: dict, run_s: float, load_start: float) -> None:
     bare, c1, e2e = r["bare"], r["create1"], r["e2e"]
 
     def create_line(label: str, c: dict, server: str) -> str:
@@ -352,6 +354,18 @@ def report(args: argparse.Namespace, tps: float, r: dict, run_s: float) -> None:
         print(create_line(f"create-trade, {args.processes} API processes + 1 worker process", cn, "platform"))
         print(f"  = {cn['rps'] / c1['rps']:.2f} x 1 process (target >= 1.5 x), {cn['rps'] / tps:.2f} x pgbench, "
               f"{cn['rps'] / bare['rps']:.2f} x bare endpoint; CPU counted: {cn['counted']}")
+    summary = {"load_avg_1m": [load_start, float(open("/proc/loadavg").read().split()[0])], "pgbench_tps": round(tps),
+               "bare_rps": round(bare["rps"]), "create_rps": round(c1["rps"]),
+               "create_p50_ms": round(c1["p50_ms"], 1), "create_p99_ms": round(c1["p99_ms"], 1),
+               "create_x_pgbench": round(c1["rps"] / tps, 3), "create_x_bare": round(c1["rps"] / bare["rps"], 3),
+               "create_cpu_ms": round(c1["cpu"]["platform"] * 1000 / c1["requests"], 2),
+               "bare_cpu_ms": round(bare["cpu"]["server"] * 1000 / bare["requests"], 2),
+               "payments_per_s": round(e2e["per_s"], 2), "payments_x_pgbench": round(e2e["per_s"] / tps, 4),
+               "payment_cpu_ms": round(e2e["cpu"]["platform"] * 1000 / paid, 1), "idle_cpu_ms": round(idle_ms, 1),
+               "sandbox_cpu_ms": round(e2e["cpu"]["sandbox"] * 1000 / paid, 1)}
+    if "createN" in r:
+        summary |= {"createN_rps": round(r["createN"]["rps"]), "createN_x_1": round(r["createN"]["rps"] / c1["rps"], 3)}
+    print("summary: " + json.dumps(summary))
     if args.profile:
         out = profile_report.write(args.profile, c1, e2e)
         print(f"profiles (CPU time per thread, cProfile): {out}")
