@@ -85,6 +85,20 @@ def describe(pids: list[int]) -> str:
     return ", ".join(out)
 
 
+def machine_busy_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores (/proc/stat)."""
+    with open("/proc/stat") as f:
+        values = [int(x) for x in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # guest time is already inside user time
+    return (total - idle) / TICKS_PER_S, total / TICKS_PER_S
+
+
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    _, cpu = _proc_table()
+    return {pid: cpu[pid] for pid in pids if pid in cpu}
+
+
 def tree_cpu_s(roots: list[int]) -> float:
     """CPU seconds (user + system) used so far by processes `roots` and every live descendant:
     their own cost, whatever the load of the machine does to their wall time."""

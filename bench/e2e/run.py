@@ -94,18 +94,29 @@ class Cpu:
         self.groups = {**groups, "client": []}
         self.start = self.end = {}
         self.counted = ""  # the platform's processes, as counted at the window's start
+        self.members: list[int] = []
+        self.by_pid: dict[int, float] = {}
 
     def mark(self, edge: str) -> None:
         reading = {name: procs.tree_cpu_s(pids) for name, pids in self.groups.items() if name != "client"}
         reading["client"] = loadgen.cpu_self_s()
+        reading["machine busy"], reading["machine total"] = procs.machine_busy_s()
         if edge == "start":
             self.start = reading
-            self.counted = procs.describe(procs.tree(self.groups[next(iter(self.groups))]))
+            self.members = procs.tree(self.groups[next(iter(self.groups))])
+            self.counted = procs.describe(self.members)
+            self.by_pid = procs.cpu_by_pid(self.members)
         else:
             self.end = reading
+            self.by_pid = {pid: cpu_s - self.by_pid.get(pid, 0.0)
+                           for pid, cpu_s in procs.cpu_by_pid(self.members).items()}
 
     def used_s(self, name: str) -> float:
         return self.end[name] - self.start[name]
+
+    def machine_busy(self) -> float:
+        """Share of all the machine's cores busy in the window (anyone's processes)."""
+        return self.used_s("machine busy") / max(self.used_s("machine total"), 1e-9)
 
 
 class Profiler:
@@ -140,6 +151,8 @@ def create_phase(url: str, creds: dict, notify_url: str, args, cpu: Cpu, profile
     result["cpu"] = {name: cpu.used_s(name) for name in cpu.groups}
     result["snapshots"] = snaps
     result["counted"] = cpu.counted
+    result["machine_busy"] = cpu.machine_busy()
+    result["by_pid"] = cpu.by_pid
     return result
 
 
@@ -200,7 +213,7 @@ async def e2e_phase(base: str, creds: dict, n: int, max_s: float, concurrency: i
     elapsed = max(state["last_at"], buyers_done) - started
     return {"payments": paid, "expected": made[0], "seconds": elapsed, "per_s": paid / elapsed,
             "buyers_s": buyers_done - started, "cpu": {name: cpu.used_s(name) for name in cpu.groups},
-            "snapshot": snapshot, "counted": cpu.counted}
+            "snapshot": snapshot, "counted": cpu.counted, "machine_busy": cpu.machine_busy()}
 
 
 def parse_args() -> argparse.Namespace:
@@ -329,7 +342,8 @@ def report(args: argparse.Namespace, tps: float, r: dict, run_s: float, load_sta
         per_request_ms = 1000 / c["requests"]
         return (f"{label}: {c['rps']:.0f} req/s (p50 {c['p50_ms']:.1f} ms, p99 {c['p99_ms']:.1f} ms; "
                 f"{c['requests']} requests in {c['seconds']:.1f} s; server CPU {c['cpu'][server] * per_request_ms:.2f}"
-                f" ms/request, load generator {c['client_cpu_s'] * per_request_ms:.2f} ms/request)")
+                f" ms/request, load generator {c['client_cpu_s'] * per_request_ms:.2f} ms/request; machine "
+                f"{c['machine_busy'] * 100:.0f} % busy)")
 
     print(f"load average at end: {open('/proc/loadavg').read().strip()}  (run took {run_s:.0f} s)")
     print(f"baseline pgbench -c 8 TPC-B: {tps:.0f} TPS")
@@ -339,7 +353,8 @@ def report(args: argparse.Namespace, tps: float, r: dict, run_s: float, load_sta
           f"(target >= 0.8 x), p99 {c1['p99_ms']:.0f} ms (target <= 50 ms)")
     paid = max(e2e["payments"], 1)
     print(f"end-to-end payments: {e2e['per_s']:.1f}/s ({e2e['payments']}/{e2e['expected']} in {e2e['seconds']:.1f} s, "
-          f"{args.concurrency} buyers) = {e2e['per_s'] / tps:.3f} x pgbench (target >= 0.2 x)")
+          f"{args.concurrency} buyers; machine {e2e['machine_busy'] * 100:.0f} % busy) = {e2e['per_s'] / tps:.3f} x "
+          f"pgbench (target >= 0.2 x)")
     idle_ms = r["idle_ms_per_s"] * e2e["seconds"] / paid
     print(f"platform CPU per end-to-end payment: {e2e['cpu']['platform'] * 1000 / paid:.1f} ms (target <= 5 ms), "
           f"of which {idle_ms:.1f} ms the idle cost of its workers' polling ({r['idle_ms_per_s']:.0f} ms CPU per "
@@ -353,7 +368,9 @@ def report(args: argparse.Namespace, tps: float, r: dict, run_s: float, load_sta
         cn = r["createN"]
         print(create_line(f"create-trade, {args.processes} API processes + 1 worker process", cn, "platform"))
         print(f"  = {cn['rps'] / c1['rps']:.2f} x 1 process (target >= 1.5 x), {cn['rps'] / tps:.2f} x pgbench, "
-              f"{cn['rps'] / bare['rps']:.2f} x bare endpoint; CPU counted: {cn['counted']}")
+              f"{cn['rps'] / bare['rps']:.2f} x bare endpoint")
+        by_pid = ", ".join(f"{pid} {cpu_s:.1f} s" for pid, cpu_s in cn["by_pid"].items())
+        print(f"  CPU counted: {cn['counted']}; CPU seconds in the window by process: {by_pid}")
     summary = {"load_avg_1m": [load_start, float(open("/proc/loadavg").read().split()[0])], "pgbench_tps": round(tps),
                "bare_rps": round(bare["rps"]), "create_rps": round(c1["rps"]),
                "create_p50_ms": round(c1["p50_ms"], 1), "create_p99_ms": round(c1["p99_ms"], 1),
@@ -362,9 +379,12 @@ def report(args: argparse.Namespace, tps: float, r: dict, run_s: float, load_sta
                "bare_cpu_ms": round(bare["cpu"]["server"] * 1000 / bare["requests"], 2),
                "payments_per_s": round(e2e["per_s"], 2), "payments_x_pgbench": round(e2e["per_s"] / tps, 4),
                "payment_cpu_ms": round(e2e["cpu"]["platform"] * 1000 / paid, 1), "idle_cpu_ms": round(idle_ms, 1),
-               "sandbox_cpu_ms": round(e2e["cpu"]["sandbox"] * 1000 / paid, 1)}
+               "sandbox_cpu_ms": round(e2e["cpu"]["sandbox"] * 1000 / paid, 1),
+               "busy_pct": {"bare": round(bare["machine_busy"] * 100), "create": round(c1["machine_busy"] * 100),
+                            "e2e": round(e2e["machine_busy"] * 100)}}
     if "createN" in r:
         summary |= {"createN_rps": round(r["createN"]["rps"]), "createN_x_1": round(r["createN"]["rps"] / c1["rps"], 3)}
+        summary["busy_pct"]["createN"] = round(r["createN"]["machine_busy"] * 100)
     print("summary: " + json.dumps(summary))
     if args.profile:
         out = profile_report.write(args.profile, c1, e2e)
