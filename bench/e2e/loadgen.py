@@ -99,9 +99,9 @@ async def timed_phase(url: str, requests: Iterator[bytes], *, concurrency: int, 
             while (now := time.perf_counter()) < window_end:
                 if not marks["start"] and now >= window_start:
                     marks["start"] = True
-                    window["start"] = now
                     window["cpu"] = cpu_self_s()
-                    on_window("start")
+                    on_window("start")  # blocks the loop (it reads /proc): the window starts after it
+                    window["start"] = time.perf_counter()
                 measured = marks["start"]
                 if measured:
                     if max_requests is not None and counted[0] >= max_requests:
