@@ -349,6 +349,9 @@ def report(args: argparse.Namespace, tps: float, r: dict, run_s: float, load_sta
     print(f"baseline pgbench -c 8 TPC-B: {tps:.0f} TPS")
     print(create_line(f"baseline bare one-INSERT endpoint ({args.concurrency} connections)", bare, "server"))
     print(create_line("create-trade, 1 process", c1, "platform"))
+    bare_cpu_ms = bare["cpu"]["server"] * 1000 / bare["requests"]  # the same-run yardstick for CPU figures
+    print(f"  CPU per request = {c1['cpu']['platform'] * 1000 / c1['requests'] / bare_cpu_ms:.1f} x the bare "
+          f"endpoint's (CPU milliseconds vary with the machine from run to run; this ratio much less)")
     print(f"  = {c1['rps'] / tps:.2f} x pgbench (target >= 0.55 x), {c1['rps'] / bare['rps']:.2f} x bare endpoint "
           f"(target >= 0.8 x), p99 {c1['p99_ms']:.0f} ms (target <= 50 ms)")
     paid = max(e2e["payments"], 1)
@@ -358,7 +361,8 @@ def report(args: argparse.Namespace, tps: float, r: dict, run_s: float, load_sta
     idle_ms = r["idle_ms_per_s"] * e2e["seconds"] / paid
     print(f"platform CPU per end-to-end payment: {e2e['cpu']['platform'] * 1000 / paid:.1f} ms (target <= 5 ms), "
           f"of which {idle_ms:.1f} ms the idle cost of its workers' polling ({r['idle_ms_per_s']:.0f} ms CPU per "
-          f"second idle, read for {IDLE_S:g} s before the create phase)")
+          f"second idle, read for {IDLE_S:g} s before the create phase); "
+          f"= {e2e['cpu']['platform'] * 1000 / paid / bare_cpu_ms:.0f} x the bare endpoint's CPU per request")
     print(f"  counted: user + system CPU over the phase of the `piaohao serve` process tree (API, cashier, workers): "
           f"{e2e['counted']}")
     print(f"  not counted (own processes): sandbox channel {e2e['cpu']['sandbox'] * 1000 / paid:.1f} ms, receiver "
@@ -371,6 +375,10 @@ def report(args: argparse.Namespace, tps: float, r: dict, run_s: float, load_sta
               f"{cn['rps'] / bare['rps']:.2f} x bare endpoint")
         by_pid = ", ".join(f"{pid} {cpu_s:.1f} s" for pid, cpu_s in cn["by_pid"].items())
         print(f"  CPU counted: {cn['counted']}; CPU seconds in the window by process: {by_pid}")
+        api = sorted(cn["by_pid"].values())[-args.processes:]
+        if min(api) < 0.1 * sum(api):
+            print(f"  WARNING: one API process did almost none of the work (the keep-alive connections all landed "
+                  f"on the other): this window measures fewer than {args.processes} processes")
     summary = {"load_avg_1m": [load_start, float(open("/proc/loadavg").read().split()[0])], "pgbench_tps": round(tps),
                "bare_rps": round(bare["rps"]), "create_rps": round(c1["rps"]),
                "create_p50_ms": round(c1["p50_ms"], 1), "create_p99_ms": round(c1["p99_ms"], 1),
@@ -379,6 +387,8 @@ def report(args: argparse.Namespace, tps: float, r: dict, run_s: float, load_sta
                "bare_cpu_ms": round(bare["cpu"]["server"] * 1000 / bare["requests"], 2),
                "payments_per_s": round(e2e["per_s"], 2), "payments_x_pgbench": round(e2e["per_s"] / tps, 4),
                "payment_cpu_ms": round(e2e["cpu"]["platform"] * 1000 / paid, 1), "idle_cpu_ms": round(idle_ms, 1),
+               "create_cpu_x_bare": round(c1["cpu"]["platform"] * 1000 / c1["requests"] / bare_cpu_ms, 2),
+               "payment_cpu_x_bare": round(e2e["cpu"]["platform"] * 1000 / paid / bare_cpu_ms, 1),
                "sandbox_cpu_ms": round(e2e["cpu"]["sandbox"] * 1000 / paid, 1),
                "busy_pct": {"bare": round(bare["machine_busy"] * 100), "create": round(c1["machine_busy"] * 100),
                             "e2e": round(e2e["machine_busy"] * 100)}}
