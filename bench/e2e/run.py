@@ -331,6 +331,7 @@ def main() -> int:
         procs.stop(running)
         procs.psql(pg, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
         procs.psql(pg, f"DROP DATABASE IF EXISTS {sandbox_db} WITH (FORCE)")
+    shutil.rmtree(work, ignore_errors=True)  # the servers' logs: kept only when a phase failed
     report(args, tps, results, time.monotonic() - run_started, load_start)
     return 0 if results["e2e"]["payments"] == results["e2e"]["expected"] else 1
 
