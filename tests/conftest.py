@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from piaohao.kernel.settings import Settings
 from tests.support.merchant import MerchantClient, Receiver
-from tests.support.servers import ThreadedServer, free_port
+from tests.support.servers import ThreadedServer, reserve_port
 
 PG_ADMIN_URL = os.environ.get("PIAOHAO_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -184,10 +184,10 @@ def make_platform(database_url, tmp_path):
     made: list[Running] = []
 
     def make(workers: bool = True, clock=None, **overrides) -> Running:
-        port = free_port()
-        settings = fast_settings(database_url, port, tmp_path, **overrides)
+        sock = reserve_port()
+        settings = fast_settings(database_url, sock.getsockname()[1], tmp_path, **overrides)
         assembly = assemble(settings, clock=clock, migrate_now=True)
-        server = ThreadedServer(assembly.app, port).start()
+        server = ThreadedServer(assembly.app, sock=sock).start()
         assembly.start_channel_simulators()
         if workers:
             assembly.start_workers()

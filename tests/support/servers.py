@@ -17,13 +17,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def reserve_port() -> socket.socket:
+    """A loopback socket bound to a free port, held until a server takes it. Picking a port and
+    binding it seconds later (after the platform is assembled) let another process or an outgoing
+    connection take it in between (seen in a full run: "address already in use")."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 class ThreadedServer:
-    def __init__(self, app, port: int | None = None):
-        self.port = port or free_port()
+    def __init__(self, app, port: int | None = None, *, sock: socket.socket | None = None):
+        self.port = sock.getsockname()[1] if sock is not None else (port or free_port())
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
                                 timeout_graceful_shutdown=2)
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        run_kwargs = {"sockets": [sock]} if sock is not None else {}
+        self.thread = threading.Thread(target=self.server.run, kwargs=run_kwargs, daemon=True)
 
     @property
     def url(self) -> str:
@@ -31,7 +41,7 @@ class ThreadedServer:
 
     def start(self) -> ThreadedServer:
         self.thread.start()
-        deadline = time.time() + 15
+        deadline = time.time() + 60  # a loaded machine imports and starts slowly; a failure ends it sooner
         while not self.server.started:
             if time.time() > deadline or not self.thread.is_alive():
                 raise RuntimeError("test server did not start")
