@@ -156,3 +156,49 @@ def test_request_log_line_carries_request_id_merchant_and_trade(running):
     assert line["status"] == 201 and line["merchant_id"] == m.merchant_id
     assert line["trade_no"] == r.json()["trade_no"] and line["request_id"] == r.headers["x-request-id"]
     assert "app_secret" not in str(logs) and m.secret not in str(logs)
+
+
+def test_a_nonce_reused_on_a_different_trade_creates_nothing(running):
+    # The create-trade's nonce commits inside the trade's own transaction: a reused one must
+    # still refuse the request before any trade exists.
+    m = running.merchant()
+    nonce = "n" * 24
+    assert m.call("POST", "/v1/trades", trade_body("A1"), nonce=nonce).status_code == 201
+    r = m.call("POST", "/v1/trades", trade_body("A2"), nonce=nonce)
+    assert r.status_code == 401 and r.json()["code"] == "NONCE_REUSED"
+    assert m.call("GET", "/v1/trades?out_trade_no=A2").status_code == 404
+
+
+def test_a_nonce_is_spent_by_a_create_trade_that_was_refused(running):
+    m = running.merchant()
+    nonce = "z" * 24
+    first = m.call("POST", "/v1/trades", trade_body("A1", amount=0), nonce=nonce)
+    assert first.status_code == 400 and first.json()["code"] == "ZERO_AMOUNT"
+    again = m.call("POST", "/v1/trades", trade_body("A1", amount=0), nonce=nonce)
+    assert again.status_code == 401 and again.json()["code"] == "NONCE_REUSED"
+    valid_now = m.call("POST", "/v1/trades", trade_body("A1"), nonce=nonce)
+    assert valid_now.status_code == 401 and valid_now.json()["code"] == "NONCE_REUSED"
+    assert m.call("GET", "/v1/trades?out_trade_no=A1").status_code == 404
+
+
+def test_a_create_trade_nonce_cannot_be_replayed_on_another_route(running):
+    m = running.merchant()
+    nonce = "q" * 24
+    assert m.call("POST", "/v1/trades", trade_body("A1"), nonce=nonce).status_code == 201
+    r = m.call("GET", "/v1/trades?out_trade_no=A1", nonce=nonce)
+    assert r.status_code == 401 and r.json()["code"] == "NONCE_REUSED"
+
+
+def test_racing_requests_with_one_nonce_create_one_trade(running):
+    from concurrent.futures import ThreadPoolExecutor
+
+    m = running.merchant()
+    nonce = "r" * 24
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: m.call("POST", "/v1/trades", trade_body(f"R{i}"), nonce=nonce),
+                                range(8)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [201] + [401] * 7, [a.text for a in answers]
+    assert all(a.json()["code"] == "NONCE_REUSED" for a in answers if a.status_code == 401)
+    created = [i for i in range(8) if m.call("GET", f"/v1/trades?out_trade_no=R{i}").status_code == 200]
+    assert len(created) == 1

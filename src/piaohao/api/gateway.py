@@ -3,7 +3,9 @@
 For every request: a request id (header `X-Request-Id`, also in logs). For `/v1/*`: app lookup,
 timestamp window, HMAC signature over the raw body, nonce replay store, per-merchant rate limit;
 the authenticated merchant and app go into `scope["state"]`. The body is read once, verified, and
-handed on unchanged.
+handed on unchanged. With the app's credentials cached, the checks run on the event loop (no
+thread hand-off); the nonce of a create-trade commits in the trade's own transaction
+(`NONCE_WITH_THE_WRITE`), so such a request reaches its use case in one hop and one transaction.
 """
 
 from __future__ import annotations
@@ -11,18 +13,20 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import anyio.to_thread
 import orjson
 import structlog
 from prometheus_client import Counter, Histogram
-from sqlalchemy import delete, insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete
 
 from piaohao.api.bodies import read_bounded, replaying
 from piaohao.api.errors import error_body, status_of
 from piaohao.api.ratelimit import RateLimiter
+from piaohao.db import ride_along
+from piaohao.db.inserts import dialect_insert
 from piaohao.db.schema import nonces
 from piaohao.kernel.errors import (
     InvalidSignature,
@@ -62,11 +66,45 @@ def route_label(path: str) -> str:
     return "/" + "/".join(parts)
 
 
+# Requests whose use case writes before it has any other effect: their nonce commits in that
+# write's transaction (one transaction per request instead of two). Any other request records
+# its nonce on its own before the endpoint runs, as the endpoint might call out first.
+NONCE_WITH_THE_WRITE = frozenset({("POST", "/v1/trades")})
+
+
+@dataclass
+class Verified:
+    auth: AppAuth
+    nonce: str
+    at: datetime
+
+
+class NonceClaim:
+    """Record a request's nonce; NonceReused if the app already used it within the window."""
+
+    def __init__(self, v: Verified):
+        self.v = v
+        self.reused = False
+
+    def __call__(self, conn) -> None:
+        row = {"app_id": self.v.auth.app_id, "nonce": self.v.nonce, "created_at": self.v.at}
+        # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT through SQLAlchemy.
+        stmt = dialect_insert(conn, nonces).values(**row).on_conflict_do_nothing().returning(nonces.c.nonce)
+        if conn.execute(stmt).first() is None:
+            self.reused = True
+            raise NonceReused(f"X-Nonce was already used within {NONCE_TTL_S} s")
+
+
 class Authenticator:
     def __init__(self, p: Platform):
         self.p = p
         self.limiter = RateLimiter(p.settings.rate_limit_per_s)
         self._apps: dict[str, tuple[float, AppAuth | None]] = {}
+
+    def cached(self, app_id: str) -> tuple[AppAuth | None] | None:
+        """The app's cached lookup, `(auth,)` (auth None: no such app), or None if not fresh."""
+        hit = self._apps.get(app_id)
+        return (hit[1],) if hit is not None and hit[0] > time.monotonic() else None
 
     def _app(self, app_id: str, now: datetime) -> AppAuth | None:
         mono = time.monotonic()
@@ -79,10 +117,16 @@ class Authenticator:
         self._apps[app_id] = (mono + APP_CACHE_TTL_S, auth)
         return auth
 
-    def authenticate(self, method: str, path_qs: str, headers: dict[str, str], body: bytes) -> AppAuth:
+    def verify(self, method: str, path_qs: str, headers: dict[str, str], body: bytes,
+               known: tuple[AppAuth | None] | None = None) -> Verified:
+        """Every check but the nonce's novelty, in the order API.md gives the errors. With `known`
+        (from `cached`) it does not touch the database."""
         now = self.p.clock.now()
         app_id = headers.get("x-app-id", "")
-        auth = self._app(app_id, now) if app_id else None
+        if known is not None:
+            auth = known[0]
+        else:
+            auth = self._app(app_id, now) if app_id else None
         if auth is None or not auth.active:
             raise UnknownApp("unknown or disabled app")
         ts = headers.get("x-timestamp", "")
@@ -99,22 +143,19 @@ class Authenticator:
         wait_s = self.limiter.acquire(auth.merchant_id)
         if wait_s > 0:
             raise RateLimited(int(RateLimiter.retry_after_header(wait_s)))
-        self._remember_nonce(auth.app_id, nonce, now)
-        return auth
+        return Verified(auth, nonce, now)
 
-    def _remember_nonce(self, app_id: str, nonce: str, now: datetime) -> None:
+    def remember_nonce(self, claim: NonceClaim) -> None:
+        """The nonce in a transaction of its own."""
         def tx(conn):
             if not self.p.db.is_sqlite:
                 # A nonce lost to a database crash only reopens a 10-minute replay window, which
                 # idempotency keys already make harmless; not waiting for its WAL flush halves the
-                # commit cost of every request.
+                # commit cost of such a request.
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            conn.execute(insert(nonces).values(app_id=app_id, nonce=nonce, created_at=now))
+            claim(conn)
 
-        try:
-            self.p.db.write(tx)
-        except IntegrityError:
-            raise NonceReused(f"X-Nonce was already used within {NONCE_TTL_S} s") from None
+        self.p.db.write(tx)
 
 
 def purge_nonces(p: Platform) -> int:
@@ -168,13 +209,55 @@ class GatewayMiddleware:
             body = await _read_body(receive)
             qs = scope.get("query_string", b"").decode("latin-1")
             path_qs = scope.get("raw_path", scope["path"].encode()).decode("latin-1") + (f"?{qs}" if qs else "")
-            auth = await anyio.to_thread.run_sync(self.auth.authenticate, scope["method"], path_qs, headers, body)
+            method = scope["method"]
+            known = self.auth.cached(headers.get("x-app-id", ""))
+            if known is not None:
+                # HMAC and a token bucket: microseconds, not worth a thread hand-off.
+                verified = self.auth.verify(method, path_qs, headers, body, known)
+            else:
+                verified = await anyio.to_thread.run_sync(self.auth.verify, method, path_qs, headers, body)
+            claim = NonceClaim(verified)
+            if (method, scope["path"]) not in NONCE_WITH_THE_WRITE:
+                await anyio.to_thread.run_sync(self.auth.remember_nonce, claim)
         except PiaohaoError as exc:
-            extra = [(b"retry-after", str(exc.retry_after_s).encode())] if isinstance(exc, RateLimited) else []
-            return await _send_json(send, status_of(exc), error_body(exc.code, exc.message, state["request_id"]), extra)
+            return await _send_error(send, exc, state)
+        auth = verified.auth
         state["merchant_id"], state["app_id"] = auth.merchant_id, auth.app_id
         structlog.contextvars.bind_contextvars(merchant_id=auth.merchant_id)
-        await self.app(scope, replaying(body, receive), send)
+        if (method, scope["path"]) not in NONCE_WITH_THE_WRITE:
+            return await self.app(scope, replaying(body, receive), send)
+        await self._with_the_write(scope, replaying(body, receive), send, claim, state)
+
+    async def _with_the_write(self, scope, receive, send, claim: NonceClaim, state) -> None:
+        """Run the endpoint with the nonce riding along in its first write transaction. If it
+        answers without having committed one (a refused request), the nonce is recorded on its own
+        before the answer leaves, and a reused nonce turns the answer into NONCE_REUSED: the same
+        answers as recording it first, for a request that changed nothing."""
+        ride = ride_along.RideAlong(claim)
+        refused = False
+
+        async def send_once_claimed(message):
+            nonlocal refused
+            if message["type"] == "http.response.start" and not ride.committed and not claim.reused:
+                ride.withdraw()
+                try:
+                    await anyio.to_thread.run_sync(self.auth.remember_nonce, claim)
+                except NonceReused as exc:
+                    refused = True
+                    return await _send_error(send, exc, state)
+            if not refused:
+                await send(message)
+
+        token = ride_along.attach(ride)
+        try:
+            await self.app(scope, receive, send_once_claimed)
+        finally:
+            ride_along.detach(token)
+
+
+async def _send_error(send, exc: PiaohaoError, state) -> None:
+    extra = [(b"retry-after", str(exc.retry_after_s).encode())] if isinstance(exc, RateLimited) else []
+    await _send_json(send, status_of(exc), error_body(exc.code, exc.message, state["request_id"]), extra)
 
 
 async def _read_body(receive) -> bytes:

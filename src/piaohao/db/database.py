@@ -21,6 +21,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
 
+from piaohao.db import ride_along
+
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
@@ -110,12 +112,18 @@ class Database:
         """Run `fn(conn)` in one write transaction, committed once at the end.
 
         On a serialization failure or deadlock the whole unit is retried (so `fn` must not call
-        out to the network: it may run more than once).
+        out to the network: it may run more than once). Work attached with `db.ride_along`
+        runs first in the same transaction and is marked committed with it.
         """
+        ride = ride_along.pending()
+        unit = ride.wrap(fn) if ride is not None else fn
         for attempt in range(1, WRITE_RETRIES_MAX + 1):
             try:
                 with self._write_once() as conn:
-                    return fn(conn)
+                    result = unit(conn)
+                if ride is not None:
+                    ride.committed = True
+                return result
             except DBAPIError as exc:
                 if attempt == WRITE_RETRIES_MAX or not _is_retryable(exc):
                     raise
