@@ -11,12 +11,14 @@ from datetime import datetime
 
 import typer
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from piaohao.bootstrap import assemble, open_database
 from piaohao.channels.registry import KINDS
 from piaohao.clearing.batches import statement_chunks
 from piaohao.clearing.fees import add_rule, load_rules
 from piaohao.clearing.payout_cycles import run_payout_cycles
+from piaohao.cli import spread
 from piaohao.cli.channels import app as channels_app
 from piaohao.cli.common import _db, _fail, _platform, _print, _settings, root
 from piaohao.cli.drill import app as drill_app
@@ -192,9 +194,13 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
         # log_config: uvicorn's lines in the parent and in every child scrubbed from the first one.
         # The health check: a child answers it only once its imports are done (seconds on a busy
         # machine); uvicorn's 5 s default killed and restarted children that were merely slow.
-        uvicorn.run("piaohao.asgi:create", factory=True, host=host, port=port, workers=processes,
-                    log_level="warning", access_log=False, timeout_graceful_shutdown=5,
-                    log_config=uvicorn_log_config("WARNING"), timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
+        config = uvicorn.Config("piaohao.asgi:create", factory=True, host=host, port=port, workers=processes,
+                                log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                                log_config=uvicorn_log_config("WARNING"),
+                                timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
+        # Without SO_REUSEPORT (Windows): uvicorn's one socket, one accept queue shared by all.
+        sock = spread.reserve(host, port) if spread.supported() else config.bind_socket()
+        Multiprocess(config, sockets=[sock]).run()
         return
     assembly = assemble(settings, migrate_now=True)
     assembly.start_channel_simulators()
