@@ -33,15 +33,22 @@ def raw_request(method: str, url_or_path: str, headers: dict | None = None, body
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+IDLE_REUSE_S = 3.0  # below uvicorn's 5 s keep-alive timeout: never send on a connection it may be closing
+
+
 class Conn:
-    """One keep-alive connection; reconnects when the server closes it."""
+    """One keep-alive connection; reconnects when the server closed it or may be about to (idle
+    too long: on a loaded machine a buyer's calls to the sandbox can be seconds apart)."""
 
     def __init__(self, host: str, port: int):
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.last_used = 0.0
 
     async def request(self, raw: bytes) -> tuple[int, bytes]:
+        if self.writer is not None and time.monotonic() - self.last_used > IDLE_REUSE_S:
+            self.close()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         self.writer.write(raw)
@@ -53,6 +60,7 @@ class Conn:
             body = await self._chunked()
         else:
             body = b""
+        self.last_used = time.monotonic()
         if CLOSE.search(head):
             self.close()
         return status, body
