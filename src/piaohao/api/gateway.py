@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from piaohao.api.bodies import read_bounded, replaying
 from piaohao.api.errors import error_body, status_of
-from piaohao.api.ratelimit import RateLimiter
+from piaohao.api.ratelimit import RateLimiter, make_limiter
 from piaohao.db.schema import nonces
 from piaohao.kernel.errors import (
     InvalidSignature,
@@ -65,7 +65,7 @@ def route_label(path: str) -> str:
 class Authenticator:
     def __init__(self, p: Platform):
         self.p = p
-        self.limiter = RateLimiter(p.settings.rate_limit_per_s)
+        self.limiter = make_limiter(p)
         self._apps: dict[str, tuple[float, AppAuth | None]] = {}
 
     def _app(self, app_id: str, now: datetime) -> AppAuth | None:
