@@ -24,7 +24,7 @@ from sqlalchemy import delete
 
 from piaohao.api.bodies import read_bounded, replaying
 from piaohao.api.errors import error_body, status_of
-from piaohao.api.ratelimit import RateLimiter
+from piaohao.api.ratelimit import RateLimiter, make_limiter
 from piaohao.db import ride_along
 from piaohao.db.inserts import dialect_insert
 from piaohao.db.schema import nonces
@@ -98,7 +98,7 @@ class NonceClaim:
 class Authenticator:
     def __init__(self, p: Platform):
         self.p = p
-        self.limiter = RateLimiter(p.settings.rate_limit_per_s)
+        self.limiter = make_limiter(p)
         self._apps: dict[str, tuple[float, AppAuth | None]] = {}
 
     def cached(self, app_id: str) -> tuple[AppAuth | None] | None:
@@ -119,8 +119,9 @@ class Authenticator:
 
     def verify(self, method: str, path_qs: str, headers: dict[str, str], body: bytes,
                known: tuple[AppAuth | None] | None = None) -> Verified:
-        """Every check but the nonce's novelty, in the order API.md gives the errors. With `known`
-        (from `cached`) it does not touch the database."""
+        """The app, the timestamp, the nonce's form and the signature, in the order API.md gives the
+        errors (the rate limit and the nonce's novelty come after). With `known` (from `cached`) it
+        does not touch the database."""
         now = self.p.clock.now()
         app_id = headers.get("x-app-id", "")
         if known is not None:
@@ -140,9 +141,6 @@ class Authenticator:
             raise InvalidSignature("X-Nonce must be 16-64 printable characters")
         if not signature or not any(verify(s, signature, method, path_qs, ts, nonce, body) for s in auth.secrets):
             raise InvalidSignature("signature does not match")
-        wait_s = self.limiter.acquire(auth.merchant_id)
-        if wait_s > 0:
-            raise RateLimited(int(RateLimiter.retry_after_header(wait_s)))
         return Verified(auth, nonce, now)
 
     def remember_nonce(self, claim: NonceClaim) -> None:
@@ -216,6 +214,12 @@ class GatewayMiddleware:
                 verified = self.auth.verify(method, path_qs, headers, body, known)
             else:
                 verified = await anyio.to_thread.run_sync(self.auth.verify, method, path_qs, headers, body)
+            merchant = verified.auth.merchant_id
+            wait_s = self.auth.limiter.acquire_from_memory(merchant)
+            if wait_s is None:  # this process must draw tokens from the shared bucket first
+                wait_s = await anyio.to_thread.run_sync(self.auth.limiter.acquire, merchant)
+            if wait_s > 0:
+                raise RateLimited(int(RateLimiter.retry_after_header(wait_s)))
             claim = NonceClaim(verified)
             if (method, scope["path"]) not in NONCE_WITH_THE_WRITE:
                 await anyio.to_thread.run_sync(self.auth.remember_nonce, claim)

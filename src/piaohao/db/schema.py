@@ -54,6 +54,17 @@ nonces = Table(
     Index("ix_nonces_created_at", "created_at"),
 )
 
+# The shared half of the per-merchant rate limit (`api/ratelimit.py`): one token bucket per merchant,
+# which API processes draw leases of tokens from. Integers (milli-tokens, microseconds since the Unix
+# epoch) so that one conditional statement can refill and draw on both databases without float drift.
+rate_buckets = Table(
+    "rate_buckets", metadata,
+    Column("merchant_id", String(64), primary_key=True),
+    Column("tokens_milli", BigInteger, nullable=False),
+    Column("refilled_at_us", BigInteger, nullable=False),
+    Column("last_lease", Integer, nullable=False),  # tokens the latest draw granted (read back by it)
+)
+
 trades = Table(
     "trades", metadata,
     Column("trade_no", String(40), primary_key=True),

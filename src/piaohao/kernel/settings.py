@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from piaohao.kernel.sealing import SECRET_KEY_CHARS_MIN, Sealer, load_or_create_key_file
 
 DEFAULT_NOTIFY_RETRY_S = (15.0, 60.0, 300.0, 900.0, 3600.0, 7200.0, 21600.0, 54000.0)
+RATE_LIMIT_SCOPES = ("shared", "process")
 
 
 class SettingsError(ValueError):
@@ -44,6 +45,9 @@ class Settings:
     active_query_after_s: float = 30.0
     active_query_interval_max_s: float = 600.0
     rate_limit_per_s: float = 100.0
+    # PIAOHAO_RATE_LIMIT_SCOPE: "shared" (one limit per merchant across every API process, kept in the
+    # database) or "process" (each process counts alone, in memory: N processes allow N times the rate)
+    rate_limit_scope: str = "shared"
     password_lock_s: float = 900.0
     split_receivers_max: int = 20000
     split_ratio_max_pct: int = 30
@@ -147,6 +151,10 @@ class Settings:
             if v.strip().lower() not in ("allow", "deny"):
                 raise SettingsError(f"PIAOHAO_OUTBOUND_PRIVATE: expected allow or deny, got {v!r}")
             changes["outbound_private"] = v.strip().lower()
+        if (v := get("PIAOHAO_RATE_LIMIT_SCOPE")) is not None and v.strip():
+            if v.strip().lower() not in RATE_LIMIT_SCOPES:
+                raise SettingsError(f"PIAOHAO_RATE_LIMIT_SCOPE: expected shared or process, got {v!r}")
+            changes["rate_limit_scope"] = v.strip().lower()
         if v := get("PIAOHAO_METRICS_TOKEN"):
             changes["metrics_token"] = v
         changes["channel_env"] = {k: v for k, v in env.items() if k.startswith("PIAOHAO_")}
