@@ -26,7 +26,7 @@ from piaohao.api.bodies import read_bounded, replaying
 from piaohao.api.errors import error_body, status_of
 from piaohao.api.ratelimit import RateLimiter, make_limiter
 from piaohao.db import ride_along
-from piaohao.db.inserts import dialect_insert
+from piaohao.db.inserts import insert_if_absent
 from piaohao.db.schema import nonces
 from piaohao.kernel.errors import (
     InvalidSignature,
@@ -88,9 +88,7 @@ class NonceClaim:
 
     def __call__(self, conn) -> None:
         row = {"app_id": self.v.auth.app_id, "nonce": self.v.nonce, "created_at": self.v.at}
-        # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT through SQLAlchemy.
-        stmt = dialect_insert(conn, nonces).values(**row).on_conflict_do_nothing().returning(nonces.c.nonce)
-        if conn.execute(stmt).first() is None:
+        if not insert_if_absent(conn, nonces, row, ("app_id", "nonce")):
             self.reused = True
             raise NonceReused(f"X-Nonce was already used within {NONCE_TTL_S} s")
 

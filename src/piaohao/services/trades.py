@@ -10,10 +10,9 @@ from datetime import datetime
 import orjson
 import structlog
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from piaohao.clearing.orders import create_orders
+from piaohao.db.inserts import insert_if_absent
 from piaohao.db.schema import trades
 from piaohao.db.schema_members import members
 from piaohao.domain import trades as trade_states
@@ -96,16 +95,15 @@ def create_trade(p: Platform, merchant_id: str, app_id: str, req: NewTrade) -> t
     # Insert first: the unique (merchant, out_trade_no) constraint decides, in one round trip,
     # whether this is a new trade or a replay (also when 20 identical requests race).
     def tx(conn: Connection):
-        inserted = conn.execute(_insert_trade(p).values(**row).on_conflict_do_nothing(
-            index_elements=["merchant_id", "out_trade_no"]).returning(trades.c.trade_no)).first()
-        if inserted is None or not orders:
+        inserted = insert_if_absent(conn, trades, row, ("merchant_id", "out_trade_no"))
+        if not inserted or not orders:
             return inserted, []
 
         create_orders(conn, p, row, orders, now)  # same transaction: a refusal leaves no trade behind
         return inserted, load_orders(conn, p, row["trade_no"])
 
     inserted, order_list = p.db.write(tx)
-    if inserted is None:
+    if not inserted:
         existing = trade_store.find_by_out_trade_no(p, merchant_id, req.out_trade_no)
         require(existing is not None, "a conflicting trade must exist")
         return _replay(p, existing, fingerprint), False
@@ -135,10 +133,6 @@ def _check_member(p: Platform, merchant_id: str, member_id: str, currency: str) 
         raise MemberNotFound("no such member")
     if row.currency != currency:
         raise InvalidRequest(f"the member's accounts are in {row.currency}, the trade is in {currency}")
-
-
-def _insert_trade(p: Platform):
-    return (sqlite_insert if p.db.is_sqlite else postgresql_insert)(trades)
 
 
 def _replay(p: Platform, existing, fingerprint: str) -> dict:
