@@ -4,7 +4,7 @@ are `trade_store`; closing is `closing`."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
@@ -53,8 +53,9 @@ class NewTrade:
     orders: list[dict] | None = None  # 合併支付: [{out_order_no, sub_merchant_id, amount, subsidy_amount, splits}]
 
     def fingerprint(self) -> str:
-        """What makes two create requests "the same body": every field, instants normalised to UTC."""
-        fields = asdict(self)
+        """What makes two create requests "the same body": every field, instants normalised to UTC.
+        A shallow copy: `asdict` deep-copied the orders only for orjson to read them (12 × slower)."""
+        fields = dict(self.__dict__)
         if fields["orders"] is None:
             del fields["orders"]  # trades without orders keep the fingerprint they always had
         for k in ("expires_at", "order_created_at"):
