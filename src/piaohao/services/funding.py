@@ -38,16 +38,19 @@ from piaohao.services.trade_store import lock_trade
 HELD, PAID, RELEASED, PENDING = "held", "paid", "released", "pending"
 
 
-def parse_parts(p: Platform, trade, method: str | None, components: list[tuple[str, int | None]] | None
-                ) -> list[Part]:
-    """The exact parts of a pay request, checked against the trade and the merchant's coins cap."""
+def parse_parts(p: Platform, trade, method: str | None, components: list[tuple[str, int | None]] | None, *,
+                offered: list[methods.ChannelMethod] | None = None) -> list[Part]:
+    """The exact parts of a pay request, checked against the trade and the merchant's coins cap.
+    `offered`: the trade's channel methods when the caller has them already."""
     requested = components if components is not None else [(method, None)]
-    offered = {m.method for m in methods.channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"])}
+    if offered is None:
+        offered = methods.channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"])
+    offered_names = {m.method for m in offered}
     for name, _ in requested:
-        if name not in offered and kind_of_product(name) is not None:
+        if name not in offered_names and kind_of_product(name) is not None:
             # A method the platform speaks, but not for this trade (no active account, off, above its cap).
             raise MethodNotAvailable(f"payment method {name!r} is not available for this trade")
-    parts = compose(trade["amount"], requested, offered)
+    parts = compose(trade["amount"], requested, offered_names)
     if any(x.internal for x in parts):
         if not trade["member_id"] or trade["purpose"] != "sale":
             raise MethodNotAvailable("this trade names no member: only channel methods can pay it")

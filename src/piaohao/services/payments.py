@@ -36,6 +36,7 @@ from piaohao.kernel.ids import new_id
 from piaohao.kernel.invariants import require
 from piaohao.platform import Platform
 from piaohao.services import funding, methods, strays, topups
+from piaohao.services.channel_accounts import read_active_accounts
 from piaohao.services.trade_events import tell_merchant
 from piaohao.services.trade_store import lock_trade
 
@@ -44,9 +45,16 @@ PAYMENT_RESULTS = Counter("piaohao_payment_results_total", "Channel answers appl
                           ["source", "effect"])
 
 
-def find_trade_by_token(p: Platform, cashier_token: str):
+def find_trade_with_accounts(p: Platform, cashier_token: str) -> tuple:
+    """The trade behind a payment page and its merchant's active channel accounts, in one read:
+    what a cashier request decides its methods from, read once per request (never per question)."""
     with p.db.read() as conn:
-        row = conn.execute(select(trades).where(trades.c.cashier_token == cashier_token)).mappings().first()
+        trade = _trade_by_token(conn, cashier_token)
+        return trade, read_active_accounts(conn, trade["merchant_id"])
+
+
+def _trade_by_token(conn: Connection, cashier_token: str):
+    row = conn.execute(select(trades).where(trades.c.cashier_token == cashier_token)).mappings().first()
     if row is None:
         raise TradeNotFound("no such payment page")
     return row
@@ -71,19 +79,21 @@ def _stored_action(payment) -> NextAction | None:
 
 def start_payment(p: Platform, cashier_token: str, method: str, parts: list | None = None, *,
                   openid: str | None = None, client_ip: str | None = None, bank: str | None = None,
-                  card_token: str | None = None, mandate_no: str | None = None) -> dict:
+                  card_token: str | None = None, mandate_no: str | None = None,
+                  read: tuple | None = None) -> dict:
     """The buyer chose a channel method (with `parts`: alongside held internal parts): open (or
     reuse) a payment record and start it at the channel account that carries the method.
+    `read`: the caller's `find_trade_with_accounts(p, cashier_token)`, not read again.
 
     Answers {"next_action": ..., "payment_no": ...} (a redirect also as "redirect_url"), or
     {"status": "succeeded"} when the channel reports it already paid. A bound-card product (quick
     pay, `card_token`) has no next action: {"status": "succeeded" | "processing"}, and a refusal is
     PAYMENT_DECLINED. An online-banking product needs one of its `banks`.
     """
-    trade = find_trade_by_token(p, cashier_token)
+    trade, accounts = read or find_trade_with_accounts(p, cashier_token)
     internal = [x for x in parts or () if x.internal]
     channel_amount = trade["amount"] - sum(x.amount for x in internal)
-    chosen = methods.resolve(p, trade["merchant_id"], trade["currency"], method, channel_amount)
+    chosen = methods.resolve(p, trade["merchant_id"], trade["currency"], method, channel_amount, accounts=accounts)
     if chosen.product.needs_openid and not openid:
         raise InvalidRequest(f"{method} needs the payer's openid")
     if chosen.product.banks and bank not in chosen.product.banks:
