@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import orjson
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from piaohao import clearing as settlement_clearing
 from piaohao.alerts import CRITICAL, raise_alert
@@ -112,15 +112,14 @@ def start_payment(p: Platform, cashier_token: str, method: str, parts: list | No
             raise TradeNotPayable(f"the trade is {t['status']}")
         if t["expires_at"] <= now:
             raise TradeNotPayable("the trade has expired")
-        existing = conn.execute(select(payments).where(
-            payments.c.trade_no == t["trade_no"], payments.c.method == method,
-            payments.c.status.in_(pay_states.OPEN_STATES))).mappings().first()
+        # The trade's attempts, read once (the trade is locked): an open one with this method is
+        # reused, else the next attempt is numbered after all of them.
+        tried = conn.execute(select(payments).where(payments.c.trade_no == t["trade_no"])).mappings().all()
+        existing = next((x for x in tried if x["method"] == method and x["status"] in pay_states.OPEN_STATES), None)
         if existing is not None:
             funding.check_same_composition(conn, t, existing["operation"], parts)
             return dict(existing)
-        attempt = conn.execute(select(func.count()).select_from(payments).where(
-            payments.c.trade_no == t["trade_no"])).scalar_one() + 1
-        operation = f"{method}#{attempt}"
+        operation = f"{method}#{len(tried) + 1}"
         amount = t["amount"]
         if internal:
             amount = funding.hold_for_channel(conn, t, parts, operation, now)
