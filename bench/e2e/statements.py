@@ -18,7 +18,9 @@ The workers do not run on their own: the script runs the sandbox's notifier and 
 dispatcher itself, so every statement falls in its phase. Statements are counted with
 SQLAlchemy's engine events on the platform's engine only (`before_cursor_execute`, `begin`,
 `commit`, `rollback`); SQLite's own `BEGIN IMMEDIATE` is not counted as a statement. A
-transaction is a "write" when it ran an INSERT, UPDATE or DELETE or took a row lock. The first
+transaction is a "write" when it ran an INSERT, UPDATE or DELETE or took a row lock. Statements
+sent on the driver's own cursor are not seen (COPY and array reads in settlement batches): none is
+in a payment's path. The first
 payment warms the caches (the gateway's app cache, the channel adapters); the table shows the
 mean of the others. Then one idle round of every worker loop, which runs every `poll` seconds
 whatever the traffic. No timing: counts only, so the figures do not depend on the machine's load.
