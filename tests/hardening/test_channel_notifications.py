@@ -1,16 +1,18 @@
-"""Signed channel notifications: one about a payout we never made raises an alert; an old timestamp
-(a replay) is refused where the protocol carries one."""
+"""Signed channel notifications: one about a payout we never made raises an alert; one about a
+payment another channel account carried changes nothing; an old timestamp (a replay) is refused
+where the protocol carries one."""
 
 from __future__ import annotations
 
 import time
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from piaohao.channels.sandbox import rsa
 from piaohao.channels.sandbox.wire import HEADER_SIGNATURE, HEADER_TIMESTAMP, response_canonical
-from piaohao.db.schema import alerts, channel_notifications
+from piaohao.db.schema import alerts, channel_notifications, payments
+from tests.e2e.test_payments import _payment_no, create, signed_sandbox_notification, start, status_of
 from tests.support import patient
 
 
@@ -49,3 +51,22 @@ def test_an_old_sandbox_notification_is_refused(make_platform):
     assert _alerts(running, "notification_rejected") == 1 and _alerts(running, "unknown_payout") == 0
     with running.platform.db.read() as conn:
         assert conn.execute(select(func.count()).select_from(channel_notifications)).scalar_one() == 1
+
+
+def test_a_signed_notification_about_another_accounts_payment_changes_nothing(make_platform, receiver):
+    running = make_platform(workers=False)  # no active query: only the notification could pay it
+    m = running.merchant()
+    trade = create(m, receiver)
+    start(trade)
+    payment_no = _payment_no(running, trade)
+    with running.platform.db.engine.begin() as conn:  # as if another channel account had carried it
+        conn.execute(update(payments).where(payments.c.payment_no == payment_no).values(channel="ca_other"))
+    headers, body = signed_sandbox_notification(running, payment_no, 1999)
+    r = patient.post(running.platform.channel_notify_url("sandbox"), content=body, headers=headers)
+    assert r.status_code == 400  # not acknowledged
+    assert status_of(m, trade) == "pending"
+    assert _alerts(running, "notification_wrong_account") == 1
+    with running.platform.db.read() as conn:
+        assert conn.execute(select(payments.c.status).where(payments.c.payment_no == payment_no)).scalar_one() \
+            in ("created", "processing")
+        assert conn.execute(select(func.count()).select_from(channel_notifications)).scalar_one() == 0

@@ -10,16 +10,25 @@ from piaohao.kernel.clock import rfc3339, to_utc
 from piaohao.kernel.errors import MethodNotAvailable
 from piaohao.platform import Platform
 from piaohao.services import cards, funding
-from piaohao.services.methods import channel_methods
-from piaohao.services.payments import find_trade_by_token, start_payment
+from piaohao.services.methods import ChannelMethod, channel_methods
+from piaohao.services.payments import find_trade_with_accounts, start_payment
 
 INTERNAL_NAMES = {"balance": "Balance", "coins": "Coins", "credit": "Credit line"}
 
 
 def cashier_view(p: Platform, token: str) -> dict:
-    trade = find_trade_by_token(p, token)
+    trade, accounts = find_trade_with_accounts(p, token)
+    return _view(p, token, trade, _offered(p, trade, accounts))
+
+
+def _offered(p: Platform, trade, accounts) -> list[ChannelMethod]:
+    """The channel methods for the whole of the trade, from the accounts the request read once."""
+    return channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"], accounts=accounts)
+
+
+def _view(p: Platform, token: str, trade, offered: list[ChannelMethod]) -> dict:
     methods = []
-    for m in channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"]):
+    for m in offered:
         if m.product.mandate:
             continue  # agreement debits are the merchant's, never a buyer's choice
         entry = {"method": m.method, "name": m.product.title or m.method, "kind": "channel"}
@@ -49,11 +58,11 @@ def page_view(p: Platform, token: str) -> dict:
     the seconds left before the trade expires (by the platform's clock, so the page never trusts
     the buyer's), where to send the buyer once paid, the most coins may pay, and which channel
     methods need an app the page cannot be (WeChat JSAPI runs inside WeChat only)."""
-    view = cashier_view(p, token)
-    trade = find_trade_by_token(p, token)
+    trade, accounts = find_trade_with_accounts(p, token)
+    offered = _offered(p, trade, accounts)
+    view = _view(p, token, trade, offered)
     seconds_left = int((to_utc(trade["expires_at"]) - to_utc(p.clock.now())).total_seconds())
-    in_app = {m.method for m in channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"])
-              if m.product.needs_openid}
+    in_app = {m.method for m in offered if m.product.needs_openid}
     cap_minor = 0
     if any(m["method"] == "coins" for m in view["methods"]):
         with p.db.read() as conn:
@@ -69,29 +78,24 @@ def pay(p: Platform, token: str, *, method: str | None, components: list[tuple[s
         payment_password: str | None, openid: str | None = None, client_ip: str | None = None,
         bank: str | None = None, card_id: str | None = None) -> dict:
     """One method for the whole amount, or components. Internal-only: paid at once. With a channel
-    part: internal parts held, the buyer sent to the channel's page."""
-    trade = find_trade_by_token(p, token)
-    parts = funding.parse_parts(p, trade, method, components)
+    part: internal parts held, the buyer sent to the channel's page. The trade and the merchant's
+    channel accounts are read once, and every question about the methods is answered from them."""
+    read = find_trade_with_accounts(p, token)
+    trade, accounts = read
+    offered = _offered(p, trade, accounts)
+    parts = funding.parse_parts(p, trade, method, components, offered=offered)
     internal = [x for x in parts if x.internal]
     channel_part = next((x for x in parts if not x.internal), None)
+    chosen = next((m for m in offered if m.method == channel_part.method), None) if channel_part else None
     card_token = None
-    if channel_part is not None and _is_mandate_method(p, trade, channel_part.method):
-        raise MethodNotAvailable(f"payment method {channel_part.method!r} is not available for this trade")
-    if channel_part is not None and _is_card_method(p, trade, channel_part.method):
+    if chosen is not None and chosen.product.mandate:
+        raise MethodNotAvailable(f"payment method {chosen.method!r} is not available for this trade")
+    if chosen is not None and chosen.product.card:
         card_token = cards.card_for_payment(p, trade, card_id)  # the member's card: their password too
     if internal or card_token:
         funding.check_password(p, trade, payment_password)
     if channel_part is None:
         return funding.pay_internal_only(p, trade["trade_no"], parts)
     return start_payment(p, token, channel_part.method, parts if internal else None, openid=openid,
-                         client_ip=client_ip, bank=bank, card_token=card_token)
+                         client_ip=client_ip, bank=bank, card_token=card_token, read=read)
 
-
-def _is_mandate_method(p: Platform, trade, method: str) -> bool:
-    return any(m.method == method and m.product.mandate
-               for m in channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"]))
-
-
-def _is_card_method(p: Platform, trade, method: str) -> bool:
-    return any(m.method == method and m.product.card
-               for m in channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"]))

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from piaohao.channel_directory import SEALED_PURPOSE, open_config
 from piaohao.channels.registry import KINDS
@@ -25,8 +25,8 @@ from piaohao.kernel.errors import ChannelAccountNotFound, InvalidRequest, Mercha
 from piaohao.kernel.ids import new_id
 from piaohao.platform import Platform
 
-__all__ = ["ACTIVE", "DISABLED", "add_account", "disable_account", "list_accounts", "provisioned_config",
-           "store_provisioned"]
+__all__ = ["ACTIVE", "DISABLED", "active_accounts", "add_account", "disable_account", "list_accounts",
+           "provisioned_config", "read_active_accounts", "store_provisioned"]
 
 log = structlog.get_logger(__name__)
 ACTIVE, DISABLED = "active", "disabled"
@@ -100,11 +100,16 @@ def disable_account(p: Platform, account_id: str) -> dict:
 
 def active_accounts(p: Platform, merchant_id: str) -> list:
     """The merchant's active accounts and the platform's own, newest first."""
-    c = channel_accounts.c
     with p.db.read() as conn:
-        return conn.execute(select(c.channel_account_id, c.kind, c.merchant_id).where(
-            c.status == ACTIVE, (c.merchant_id == merchant_id) | c.merchant_id.is_(None))
-            .order_by(c.created_at.desc(), c.channel_account_id)).all()
+        return read_active_accounts(conn, merchant_id)
+
+
+def read_active_accounts(conn: Connection, merchant_id: str) -> list:
+    """`active_accounts` in the caller's transaction (read with what else the request needs)."""
+    c = channel_accounts.c
+    return conn.execute(select(c.channel_account_id, c.kind, c.merchant_id).where(
+        c.status == ACTIVE, (c.merchant_id == merchant_id) | c.merchant_id.is_(None))
+        .order_by(c.created_at.desc(), c.channel_account_id)).all()
 
 
 # --- the platform's own, self-provisioned accounts (keyed by their kind's name) ----------------

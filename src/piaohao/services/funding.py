@@ -38,16 +38,19 @@ from piaohao.services.trade_store import lock_trade
 HELD, PAID, RELEASED, PENDING = "held", "paid", "released", "pending"
 
 
-def parse_parts(p: Platform, trade, method: str | None, components: list[tuple[str, int | None]] | None
-                ) -> list[Part]:
-    """The exact parts of a pay request, checked against the trade and the merchant's coins cap."""
+def parse_parts(p: Platform, trade, method: str | None, components: list[tuple[str, int | None]] | None, *,
+                offered: list[methods.ChannelMethod] | None = None) -> list[Part]:
+    """The exact parts of a pay request, checked against the trade and the merchant's coins cap.
+    `offered`: the trade's channel methods when the caller has them already."""
     requested = components if components is not None else [(method, None)]
-    offered = {m.method for m in methods.channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"])}
+    if offered is None:
+        offered = methods.channel_methods(p, trade["merchant_id"], trade["currency"], trade["amount"])
+    offered_names = {m.method for m in offered}
     for name, _ in requested:
-        if name not in offered and kind_of_product(name) is not None:
+        if name not in offered_names and kind_of_product(name) is not None:
             # A method the platform speaks, but not for this trade (no active account, off, above its cap).
             raise MethodNotAvailable(f"payment method {name!r} is not available for this trade")
-    parts = compose(trade["amount"], requested, offered)
+    parts = compose(trade["amount"], requested, offered_names)
     if any(x.internal for x in parts):
         if not trade["member_id"] or trade["purpose"] != "sale":
             raise MethodNotAvailable("this trade names no member: only channel methods can pay it")
@@ -167,19 +170,20 @@ def check_same_composition(conn: Connection, t, attempt: str, parts: list[Part] 
         raise TradeNotPayable("another payment of this trade is in progress")
 
 
-def held_total(conn: Connection, trade_no: str, attempt: str) -> int:
-    """What the internal parts held for this channel attempt add to it."""
-    rows = conn.execute(select(trade_components.c.amount).where(
-        trade_components.c.trade_no == trade_no, trade_components.c.attempt == attempt,
-        trade_components.c.status == HELD)).scalars().all()
-    return sum(rows)
+def trade_components_of(conn: Connection, trade_no: str) -> list:
+    """Every funding part of the trade, whatever its state: read once, with the trade locked, by
+    the transaction that records a channel's success (`held_of`, `spend_held` work from it)."""
+    return conn.execute(select(trade_components).where(trade_components.c.trade_no == trade_no)).mappings().all()
 
 
-def spend_held(conn: Connection, trade_no: str, attempt: str, now: datetime) -> None:
-    """The channel part succeeded: post every internal part held for this attempt."""
-    for c in conn.execute(select(trade_components).where(
-            trade_components.c.trade_no == trade_no, trade_components.c.attempt == attempt,
-            trade_components.c.status == HELD)).mappings().all():
+def held_of(components: list, attempt: str) -> list:
+    """The internal parts held for this channel attempt (what they add to it: their amounts' sum)."""
+    return [c for c in components if c["attempt"] == attempt and c["status"] == HELD]
+
+
+def spend_held(conn: Connection, trade_no: str, held: list, now: datetime) -> None:
+    """The channel part succeeded: post every internal part held for this attempt (`held_of`)."""
+    for c in held:
         own_methods.spend(conn, c["hold_id"], trade_no=trade_no, at=now)
         conn.execute(update(trade_components).where(
             trade_components.c.trade_no == trade_no, trade_components.c.attempt == c["attempt"],

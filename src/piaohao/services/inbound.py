@@ -19,7 +19,7 @@ from piaohao.db.schema import channel_notifications, payments
 from piaohao.db.schema_members import disbursements
 from piaohao.db.schema_refunds import refunds
 from piaohao.platform import Platform
-from piaohao.services.payments import apply_channel_result, schedule_query_now
+from piaohao.services.payments import WRONG_ACCOUNT, apply_channel_result, schedule_query_now
 from piaohao.services.payouts import apply_payout_result
 from piaohao.services.refund_results import apply_refund_notification
 
@@ -28,6 +28,7 @@ INBOUND = Counter("piaohao_channel_notifications_total", "Channel notifications,
                   ["channel", "outcome"])
 BODY_LOGGED_MAX = 4000
 REJECTED_BODY_LOGGED_MAX = 1024  # anyone can send those: keep less of them
+FINAL = (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CLOSED)
 
 
 def _carrier_of(p: Platform, note) -> str | None:
@@ -68,6 +69,8 @@ def handle_channel_notification(p: Platform, channel_name: str, headers: dict[st
         INBOUND.labels(channel_name, "rejected").inc()
         return channel.ack(False)
 
+    if note.kind == "payment" and note.payment_no and note.amount is not None and note.outcome in FINAL:
+        return _payment_notification(p, channel, channel_name, note, body, now)
     effect = "ignored"
     carrier = _carrier_of(p, note)
     if carrier is not None and carrier != channel_name:
@@ -80,23 +83,41 @@ def handle_channel_notification(p: Platform, channel_name: str, headers: dict[st
         return channel.ack(False)
     if note.kind == "payment" and note.payment_no and note.amount is None:
         schedule_query_now(p, note.payment_no)  # a payment notification must state its amount: ask instead
-    elif note.kind == "payment" and note.payment_no:
-        result = PaymentResult(outcome=note.outcome, channel_txn_no=note.channel_txn_no, amount=note.amount,
-                               currency=note.currency, paid_at=note.finished_at)
-        if note.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CLOSED):
-            effect = apply_channel_result(p, note.payment_no, result, source="notify")
+    elif note.kind == "payment":
+        pass  # not final yet (final ones went to `_payment_notification`): nothing to apply
     elif note.kind == "payout" and note.payout_no:
         effect = _payout_notification(p, channel_name, note)
     elif note.kind == "refund" and note.refund_no:
         effect = apply_refund_notification(p, note.refund_no, RefundResult(
             outcome=note.outcome, amount=note.amount, finished_at=note.finished_at))
-    p.db.write(lambda conn: conn.execute(insert(channel_notifications).values(
-        channel=channel_name, payment_no=note.payment_no, verified=True, outcome=effect[:32],
-        body=body[:BODY_LOGGED_MAX].decode("utf-8", "replace"), received_at=now)))
+    p.db.write(lambda conn: _record(conn, channel_name, note, body, effect, now))
     INBOUND.labels(channel_name, effect).inc()
     # Acknowledged even when it changed nothing (duplicate, mismatch): a tampered notification has
     # raised its alert, and the channel must stop retrying it.
     return channel.ack(True)
+
+
+def _record(conn, channel_name: str, note, body: bytes, effect: str, now) -> None:
+    conn.execute(insert(channel_notifications).values(
+        channel=channel_name, payment_no=note.payment_no, verified=True, outcome=effect[:32],
+        body=body[:BODY_LOGGED_MAX].decode("utf-8", "replace"), received_at=now))
+
+
+def _payment_notification(p: Platform, channel, channel_name: str, note, body: bytes, now) -> NotificationAck:
+    """A verified payment's final outcome, the usual notification: the account check, the
+    answer's effect and the notification's record in one transaction (no read before it)."""
+    result = PaymentResult(outcome=note.outcome, channel_txn_no=note.channel_txn_no, amount=note.amount,
+                           currency=note.currency, paid_at=note.finished_at)
+
+    def record(conn, effect: str) -> None:
+        if effect != WRONG_ACCOUNT:  # a notification about another account's payment is not ours to keep
+            _record(conn, channel_name, note, body, effect, now)
+
+    effect = apply_channel_result(p, note.payment_no, result, source="notify", carrier=channel_name, also=record)
+    INBOUND.labels(channel_name, effect).inc()
+    # Acknowledged even when it changed nothing (duplicate, mismatch): a tampered notification has
+    # raised its alert, and the channel must stop retrying it.
+    return channel.ack(effect != WRONG_ACCOUNT)
 
 
 def _payout_notification(p: Platform, channel_name: str, note) -> str:

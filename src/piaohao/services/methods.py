@@ -9,6 +9,7 @@ and paying with it is METHOD_NOT_AVAILABLE.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from piaohao.channels.spi import Product
@@ -26,10 +27,13 @@ class ChannelMethod:
     product: Product
 
 
-def channel_methods(p: Platform, merchant_id: str, currency: str, amount: int) -> list[ChannelMethod]:
+def channel_methods(p: Platform, merchant_id: str, currency: str, amount: int, *,
+                    accounts: Sequence | None = None) -> list[ChannelMethod]:
+    """`accounts`: the merchant's active accounts (`active_accounts`) when the caller has read them
+    already: a request that asks several questions about its methods reads them once."""
     out: list[ChannelMethod] = []
     seen: set[str] = set()
-    for row in active_accounts(p, merchant_id):
+    for row in active_accounts(p, merchant_id) if accounts is None else accounts:
         try:
             channel = p.channels[row.channel_account_id]
         except KeyError:
@@ -44,8 +48,9 @@ def channel_methods(p: Platform, merchant_id: str, currency: str, amount: int) -
     return out
 
 
-def resolve(p: Platform, merchant_id: str, currency: str, method: str, amount: int) -> ChannelMethod:
-    for m in channel_methods(p, merchant_id, currency, amount):
+def resolve(p: Platform, merchant_id: str, currency: str, method: str, amount: int, *,
+            accounts: Sequence | None = None) -> ChannelMethod:
+    for m in channel_methods(p, merchant_id, currency, amount, accounts=accounts):
         if m.method == method:
             return m
     raise MethodNotAvailable(f"payment method {method!r} is not available for this trade")

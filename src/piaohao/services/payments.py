@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import orjson
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from piaohao import clearing as settlement_clearing
 from piaohao.alerts import CRITICAL, raise_alert
@@ -36,6 +36,7 @@ from piaohao.kernel.ids import new_id
 from piaohao.kernel.invariants import require
 from piaohao.platform import Platform
 from piaohao.services import funding, methods, strays, topups
+from piaohao.services.channel_accounts import read_active_accounts
 from piaohao.services.trade_events import tell_merchant
 from piaohao.services.trade_store import lock_trade
 
@@ -44,9 +45,16 @@ PAYMENT_RESULTS = Counter("piaohao_payment_results_total", "Channel answers appl
                           ["source", "effect"])
 
 
-def find_trade_by_token(p: Platform, cashier_token: str):
+def find_trade_with_accounts(p: Platform, cashier_token: str) -> tuple:
+    """The trade behind a payment page and its merchant's active channel accounts, in one read:
+    what a cashier request decides its methods from, read once per request (never per question)."""
     with p.db.read() as conn:
-        row = conn.execute(select(trades).where(trades.c.cashier_token == cashier_token)).mappings().first()
+        trade = _trade_by_token(conn, cashier_token)
+        return trade, read_active_accounts(conn, trade["merchant_id"])
+
+
+def _trade_by_token(conn: Connection, cashier_token: str):
+    row = conn.execute(select(trades).where(trades.c.cashier_token == cashier_token)).mappings().first()
     if row is None:
         raise TradeNotFound("no such payment page")
     return row
@@ -71,19 +79,21 @@ def _stored_action(payment) -> NextAction | None:
 
 def start_payment(p: Platform, cashier_token: str, method: str, parts: list | None = None, *,
                   openid: str | None = None, client_ip: str | None = None, bank: str | None = None,
-                  card_token: str | None = None, mandate_no: str | None = None) -> dict:
+                  card_token: str | None = None, mandate_no: str | None = None,
+                  read: tuple | None = None) -> dict:
     """The buyer chose a channel method (with `parts`: alongside held internal parts): open (or
     reuse) a payment record and start it at the channel account that carries the method.
+    `read`: the caller's `find_trade_with_accounts(p, cashier_token)`, not read again.
 
     Answers {"next_action": ..., "payment_no": ...} (a redirect also as "redirect_url"), or
     {"status": "succeeded"} when the channel reports it already paid. A bound-card product (quick
     pay, `card_token`) has no next action: {"status": "succeeded" | "processing"}, and a refusal is
     PAYMENT_DECLINED. An online-banking product needs one of its `banks`.
     """
-    trade = find_trade_by_token(p, cashier_token)
+    trade, accounts = read or find_trade_with_accounts(p, cashier_token)
     internal = [x for x in parts or () if x.internal]
     channel_amount = trade["amount"] - sum(x.amount for x in internal)
-    chosen = methods.resolve(p, trade["merchant_id"], trade["currency"], method, channel_amount)
+    chosen = methods.resolve(p, trade["merchant_id"], trade["currency"], method, channel_amount, accounts=accounts)
     if chosen.product.needs_openid and not openid:
         raise InvalidRequest(f"{method} needs the payer's openid")
     if chosen.product.banks and bank not in chosen.product.banks:
@@ -102,15 +112,14 @@ def start_payment(p: Platform, cashier_token: str, method: str, parts: list | No
             raise TradeNotPayable(f"the trade is {t['status']}")
         if t["expires_at"] <= now:
             raise TradeNotPayable("the trade has expired")
-        existing = conn.execute(select(payments).where(
-            payments.c.trade_no == t["trade_no"], payments.c.method == method,
-            payments.c.status.in_(pay_states.OPEN_STATES))).mappings().first()
+        # The trade's attempts, read once (the trade is locked): an open one with this method is
+        # reused, else the next attempt is numbered after all of them.
+        tried = conn.execute(select(payments).where(payments.c.trade_no == t["trade_no"])).mappings().all()
+        existing = next((x for x in tried if x["method"] == method and x["status"] in pay_states.OPEN_STATES), None)
         if existing is not None:
             funding.check_same_composition(conn, t, existing["operation"], parts)
             return dict(existing)
-        attempt = conn.execute(select(func.count()).select_from(payments).where(
-            payments.c.trade_no == t["trade_no"])).scalar_one() + 1
-        operation = f"{method}#{attempt}"
+        operation = f"{method}#{len(tried) + 1}"
         amount = t["amount"]
         if internal:
             amount = funding.hold_for_channel(conn, t, parts, operation, now)
@@ -173,16 +182,34 @@ def start_payment(p: Platform, cashier_token: str, method: str, parts: list | No
     raise ChannelUnavailable("the payment channel did not answer; try again")
 
 
-def apply_channel_result(p: Platform, payment_no: str, result: PaymentResult, *, source: str) -> str:
-    """Apply one channel answer about a payment. Returns what it did (for logs, tests and metrics)."""
-    effect = p.db.write(lambda conn: _apply(conn, p, payment_no, result, source))
+WRONG_ACCOUNT = "wrong_account"
+
+
+def apply_channel_result(p: Platform, payment_no: str, result: PaymentResult, *, source: str,
+                         carrier: str | None = None, also: Callable[[Connection, str], None] | None = None) -> str:
+    """Apply one channel answer about a payment. Returns what it did (for logs, tests and metrics).
+
+    `carrier`: the channel account the answer came through; an answer about a payment another
+    account carried changes nothing and raises an alert (WRONG_ACCOUNT). `also(conn, effect)`:
+    the caller's own record of the answer, written in the same transaction (one commit, not two).
+    """
+    def tx(conn: Connection) -> str:
+        effect = _apply(conn, p, payment_no, result, source, carrier)
+        if also is not None:
+            also(conn, effect)
+        return effect
+
+    effect = p.db.write(tx)
+    if effect == WRONG_ACCOUNT:
+        return effect
     PAYMENT_RESULTS.labels(source, effect).inc()
     log.info("payment.channel_result", payment_no=payment_no, source=source, outcome=str(result.outcome),
              effect=effect)
     return effect
 
 
-def _apply(conn: Connection, p: Platform, payment_no: str, result: PaymentResult, source: str) -> str:
+def _apply(conn: Connection, p: Platform, payment_no: str, result: PaymentResult, source: str,
+           carrier: str | None = None) -> str:
     now = p.clock.now()
     pay = conn.execute(select(payments).where(payments.c.payment_no == payment_no).with_for_update()
                        ).mappings().first()
@@ -191,6 +218,12 @@ def _apply(conn: Connection, p: Platform, payment_no: str, result: PaymentResult
                     message=f"channel reported {result.outcome} for a payment we do not know",
                     details={"source": source})
         return "unknown_payment"
+    if carrier is not None and pay["channel"] != carrier:
+        # Signed by one account's channel but about a record another account carried: never apply it.
+        raise_alert(conn, now=now, kind="notification_wrong_account", subject_type="payment", subject_id=payment_no,
+                    message=f"a verified notification at {carrier} names a record carried by {pay['channel']}: "
+                            "ignored")
+        return WRONG_ACCOUNT
     if result.outcome == Outcome.SUCCEEDED:
         return _apply_success(conn, p, pay, result, source, now)
     if result.outcome in (Outcome.FAILED, Outcome.CLOSED):
@@ -236,7 +269,9 @@ def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, so
         pay["channel_txn_no"], paid_at=paid_at, finished_at=now, next_query_at=None, updated_at=now))
     trade = conn.execute(select(trades).where(trades.c.trade_no == pay["trade_no"]).with_for_update()
                          ).mappings().first()
-    covers = pay["amount"] + funding.held_total(conn, trade["trade_no"], pay["operation"]) == trade["amount"]
+    components = funding.trade_components_of(conn, trade["trade_no"])  # read once, the trade locked
+    held = funding.held_of(components, pay["operation"])
+    covers = pay["amount"] + sum(c["amount"] for c in held) == trade["amount"]
     if trade["status"] != trade_states.PENDING or not covers:
         # The channel holds the buyer's money; it belongs to nobody's sale: park it in suspense.
         collect.to_suspense(conn, payment_no=pay["payment_no"], channel=pay["channel"], currency=pay["currency"],
@@ -251,8 +286,9 @@ def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, so
                             f"{trade['status']}: the buyer must be refunded",
                     details={"trade_no": trade["trade_no"], "amount": pay["amount"], "source": source})
         return kind
-    funding.spend_held(conn, trade["trade_no"], pay["operation"], now)
-    record_channel_component(conn, trade, pay, now)
+    funding.spend_held(conn, trade["trade_no"], held, now)
+    record_channel_component(conn, trade, pay, now, has_row=any(
+        c["attempt"] == pay["operation"] and c["method"] == pay["method"] for c in components))
     new_status = TRADE_STATES.next(trade["status"], "pay")
     conn.execute(update(trades).where(trades.c.trade_no == trade["trade_no"],
                                       trades.c.status == trade_states.PENDING).values(
@@ -260,34 +296,40 @@ def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, so
     paid = dict(trade, status=new_status, paid_at=paid_at, paid_payment_no=pay["payment_no"], updated_at=now)
     handler = PAID_HANDLERS.get(trade["purpose"])
     require(handler is not None, f"trade {trade['trade_no']} has purpose {trade['purpose']!r}, which nothing pays")
-    handler(conn, p, paid, pay, now)
+    # Paid by the channel alone (the trade had no parts before): its one part is the row just
+    # written, so the merchant's event need not read the parts back.
+    now_components = None if components else [{"method": pay["method"], "amount": pay["amount"],
+                                                "refunded_amount": 0}]
+    handler(conn, p, paid, pay, now, components=now_components)
     return "succeeded"
 
 
-def _sale_paid(conn: Connection, p: Platform, paid, pay, now: datetime) -> None:
+def _sale_paid(conn: Connection, p: Platform, paid, pay, now: datetime, *, components: list | None = None) -> None:
     """A sale was paid: the money is the merchant's (its orders' sellers' after clearing); tell it."""
     collect.to_merchant(conn, payment_no=pay["payment_no"], channel=pay["channel"], merchant_id=paid["merchant_id"],
                         currency=pay["currency"], amount=pay["amount"], trade_no=paid["trade_no"], at=now)
     settlement_clearing.on_trade_paid(conn, p, paid, now)  # orders -> their sellers' pending settlement
-    tell_merchant(conn, p, paid, "trade.succeeded", now)
+    tell_merchant(conn, p, paid, "trade.succeeded", now, components=components)
 
 
-# purpose -> handler(conn, platform, paid_trade, payment, now), in the transaction that records the
-# channel's success. A purpose missing here is refused (the transaction rolls back), never a sale.
+# purpose -> handler(conn, platform, paid_trade, payment, now, components=...), in the transaction
+# that records the channel's success (`components`: the trade's parts when known without a read,
+# else None). A purpose missing here is refused (the transaction rolls back), never a sale.
 PAID_HANDLERS: dict[str, Callable] = {
     "sale": _sale_paid,
     topups.PURPOSE: topups.on_paid,
 }
 
 
-def record_channel_component(conn: Connection, trade, pay, now: datetime) -> None:
+def record_channel_component(conn: Connection, trade, pay, now: datetime, *, has_row: bool) -> None:
     """The channel part of a paid trade. A trade paid by the channel alone gets its one row here;
-    a combination wrote its row when the buyer chose it and it becomes paid now."""
-    done = conn.execute(update(trade_components).where(
-        trade_components.c.trade_no == trade["trade_no"], trade_components.c.attempt == pay["operation"],
-        trade_components.c.method == pay["method"]).values(
-        status="paid", payment_no=pay["payment_no"], updated_at=now)).rowcount
-    if not done:
+    a combination wrote its row when the buyer chose it (`has_row`) and it becomes paid now."""
+    if has_row:
+        conn.execute(update(trade_components).where(
+            trade_components.c.trade_no == trade["trade_no"], trade_components.c.attempt == pay["operation"],
+            trade_components.c.method == pay["method"]).values(
+            status="paid", payment_no=pay["payment_no"], updated_at=now))
+    else:
         conn.execute(insert(trade_components).values(
             trade_no=trade["trade_no"], attempt=pay["operation"], method=pay["method"], kind="channel",
             amount=pay["amount"],

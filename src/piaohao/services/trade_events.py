@@ -13,9 +13,12 @@ from piaohao.services.views import load_components, load_orders, trade_view
 __all__ = ["tell_merchant"]
 
 
-def tell_merchant(conn: Connection, p: Platform, trade, event_type: str, now: datetime) -> None:
+def tell_merchant(conn: Connection, p: Platform, trade, event_type: str, now: datetime, *,
+                  components: list | None = None) -> None:
+    """`components`: the trade's parts as `load_components` would read them, when the caller knows them."""
+    if components is None:
+        components = load_components(conn, trade["trade_no"])
     notifications.enqueue(conn, now=now, merchant_id=trade["merchant_id"], app_id=trade["app_id"],
                           type=event_type, subject_id=trade["trade_no"],
-                          data=trade_view(p, trade, load_components(conn, trade["trade_no"]),
-                                          load_orders(conn, p, trade["trade_no"])),
+                          data=trade_view(p, trade, components, load_orders(conn, p, trade["trade_no"])),
                           notify_url=trade["notify_url"], tz=p.settings.tz)

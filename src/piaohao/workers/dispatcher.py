@@ -183,14 +183,18 @@ class OutboxDispatcher:
         now = self.clock.now()
 
         def fn(conn: Connection) -> list[Claim]:
+            # The app's current secret is read with the claim (a rotation applies from the next
+            # batch): joined, so the claim is one statement; only the events are locked.
             q = (
-                select(e.c.event_id, e.c.type, e.c.app_id, e.c.notify_url, e.c.payload, e.c.attempts)
+                select(e.c.event_id, e.c.type, e.c.app_id, e.c.notify_url, e.c.payload, e.c.attempts,
+                       apps.c.secret_sealed)
+                .select_from(e.outerjoin(apps, apps.c.app_id == e.c.app_id))
                 .where(e.c.status == PENDING, e.c.next_attempt_at <= now)
                 .order_by(e.c.next_attempt_at, e.c.event_id)
                 .limit(self.batch_size)
             )
             if not self.db.is_sqlite:
-                q = q.with_for_update(skip_locked=True)
+                q = q.with_for_update(skip_locked=True, of=e)
             rows = conn.execute(q).all()
             if not rows:
                 return []
@@ -204,14 +208,9 @@ class OutboxDispatcher:
                 .where(e.c.event_id.in_(ids))
                 .values(lease_until=lease, next_attempt_at=lease, attempts=e.c.attempts + 1)
             )
-            app_ids = sorted({r.app_id for r in rows})
-            # The app's current secret, read with the claim: a rotation applies from the next batch.
             sealer = self.sealer()
-            secrets_by_app = {
-                app_id: open_secret(sealer, app_id, sealed)
-                for app_id, sealed in conn.execute(
-                    select(apps.c.app_id, apps.c.secret_sealed).where(apps.c.app_id.in_(app_ids))).all()
-            }
+            sealed_by_app = {r.app_id: r.secret_sealed for r in rows if r.secret_sealed is not None}  # None: no app
+            secrets_by_app = {app_id: open_secret(sealer, app_id, sealed) for app_id, sealed in sealed_by_app.items()}
             return [
                 Claim(
                     event_id=r.event_id,
