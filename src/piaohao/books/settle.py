@@ -8,8 +8,10 @@ subsidies added and splits paid to their receivers.
     receiver_settled, per split receiver                     credit
     key ("settlement_batch", batch_no, "settle"): one entry per batch
 
-A settlement run posts the entries of many batches at once (`post_batches`: accounts resolved in
-bulk, one `post_entries` call per ENTRIES_PER_POST_MAX batches), and `verify_batch_entries` reads
+A settlement run opens the accounts first, in bulk and in a transaction of their own
+(`open_accounts`), then posts the entries of many batches at once (`post_batches`: the accounts
+taken from what was opened, one `post_entries` call per ENTRIES_PER_POST_MAX batches), and
+`verify_batch_entries` reads
 them all back in one query and compares them, account by account, with what each batch computed
 (the pair check of a flow that writes money twice: details and ledger).
 """
@@ -27,8 +29,8 @@ from piaohao.domain.splits import PLATFORM_RECEIVER
 from piaohao.kernel.errors import SettlementVerificationFailed
 from piaohao.ledger import write as ledger
 
-__all__ = ["BatchMoney", "batch_debits_total", "batch_key", "post_batches", "receiver_accounts",
-           "verify_batch_entries"]
+__all__ = ["AccountNeeds", "BatchMoney", "SettlementAccounts", "batch_debits_total", "batch_key", "needs_of",
+           "open_accounts", "post_batches", "verify_batch_entries"]
 
 ENTRIES_PER_POST_MAX = 2000  # batches posted by one post_entries call (one SQL statement on PostgreSQL)
 SOURCE_TYPE, OPERATION = "settlement_batch", "settle"
@@ -54,65 +56,121 @@ class BatchMoney:
     to_receiver: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
-def receiver_accounts(conn: Connection, merchant_id: str, receiver_ids: set[str], currency: str, *,
-                      at: datetime) -> dict[str, str]:
-    """receiver_id -> settled account id, created in bulk where missing; "platform" is the
-    merchant's own settled account (its commission)."""
-    spec = chart.STANDARD["receiver_settled"]
-    out = ledger.get_or_create_accounts(conn, spec.owner_type, receiver_ids - {PLATFORM_RECEIVER}, spec.purpose,
-                                        currency, normal_side=spec.normal_side, constraint=spec.constraint, at=at)
-    if PLATFORM_RECEIVER in receiver_ids:
-        out[PLATFORM_RECEIVER] = chart.merchant_settled(conn, merchant_id, currency).account_id
-    return out
+@dataclass
+class SettlementAccounts:
+    """The ledger accounts a settlement moves money through, by role, each resolved to its id.
+
+    `open_accounts` fills it in a short transaction of its own, before the transaction that
+    credits them (an account is not money: an empty account left behind by a crediting
+    transaction that rolled back is harmless, and the next run finds it). PostgreSQL re-checks a
+    foreign key on every UPDATE of a row inserted by the same transaction: balance rows created
+    in the crediting transaction cost seconds per page of checks (docs/speed.md, Settlement).
+    Account ids never change, so the crediting transaction takes them from here."""
+
+    sellers: dict[tuple[str, str, str, str], str] = field(default_factory=dict)  # (which, type, id, currency)
+    receivers: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (merchant_id, currency, receiver)
+    platform: dict[tuple[str, str], str] = field(default_factory=dict)  # (chart name, currency)
 
 
-def _seller_accounts(conn: Connection, batches: list[BatchMoney], at: datetime) -> dict[tuple, str]:
-    """(name, seller_type, seller_id, currency) -> account id for every batch's seller, in bulk."""
-    wanted: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    for b in batches:
-        wanted[(b.seller_type, b.currency, "pending")].add(b.seller_id)
-        wanted[(b.seller_type, b.currency, "settled")].add(b.seller_id)
-    out: dict[tuple, str] = {}
-    for (seller_type, currency, which), ids in wanted.items():
-        prefix = "sub_merchant" if seller_type == chart.SUB_MERCHANT else "merchant"
-        spec = chart.STANDARD[f"{prefix}_{'pending_settlement' if which == 'pending' else 'settled'}"]
+@dataclass
+class AccountNeeds:
+    """Which accounts a settlement will use: sellers as (seller_type, seller_id, currency) (both
+    their pending and settled accounts), receivers as (merchant_id, currency, receiver_id) ("platform"
+    is the merchant's own settled account, its commission), platform accounts as (chart name, currency)."""
+
+    sellers: set[tuple[str, str, str]] = field(default_factory=set)
+    receivers: set[tuple[str, str, str]] = field(default_factory=set)
+    platform: set[tuple[str, str]] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.sellers or self.receivers or self.platform)
+
+
+FEE_INCOME, MARKETING = "platform_fee_income", "platform_marketing_expense"
+
+
+def _seller_spec(seller_type: str, which: str) -> chart.AccountSpec:
+    prefix = "sub_merchant" if seller_type == chart.SUB_MERCHANT else "merchant"
+    return chart.STANDARD[f"{prefix}_{'pending_settlement' if which == 'pending' else 'settled'}"]
+
+
+def open_accounts(conn: Connection, needs: AccountNeeds, *, at: datetime,
+                  known: SettlementAccounts | None = None) -> SettlementAccounts:
+    """Every account of `needs` (those already in `known` are taken from it, not read), created
+    where missing: one bulk get-or-create per kind of account (a few statements for thousands of
+    receivers), the platform's accounts one by one (one per currency). Call it in a transaction
+    of its own before the one that credits the accounts; `post_batches` calls it again for what
+    that did not cover (a page that changed in between), which then reads nothing."""
+    known = known or SettlementAccounts()
+    out = SettlementAccounts(dict(known.sellers), dict(known.receivers), dict(known.platform))
+    wanted: dict[tuple[str, str, str], set[str]] = defaultdict(set)  # (which, seller_type, currency) -> ids
+    for seller_type, seller_id, currency in needs.sellers:
+        for which in ("pending", "settled"):
+            if (which, seller_type, seller_id, currency) not in out.sellers:
+                wanted[(which, seller_type, currency)].add(seller_id)
+    receivers: dict[str, set[str]] = defaultdict(set)  # currency -> receiver ids
+    for merchant_id, currency, receiver_id in needs.receivers:
+        if (merchant_id, currency, receiver_id) in out.receivers:
+            continue
+        if receiver_id == PLATFORM_RECEIVER:
+            if ("settled", chart.MERCHANT, merchant_id, currency) not in out.sellers:
+                wanted[("settled", chart.MERCHANT, currency)].add(merchant_id)
+        else:
+            receivers[currency].add(receiver_id)
+    for (which, seller_type, currency), ids in sorted(wanted.items()):
+        spec = _seller_spec(seller_type, which)
         found = ledger.get_or_create_accounts(conn, spec.owner_type, ids, spec.purpose, currency,
                                               normal_side=spec.normal_side, constraint=spec.constraint, at=at)
-        for seller_id, account_id in found.items():
-            out[(which, seller_type, seller_id, currency)] = account_id
+        out.sellers.update({(which, seller_type, seller_id, currency): a for seller_id, a in found.items()})
+    spec = chart.STANDARD["receiver_settled"]
+    by_receiver: dict[tuple[str, str], str] = {}
+    for currency, ids in sorted(receivers.items()):
+        found = ledger.get_or_create_accounts(conn, spec.owner_type, ids, spec.purpose, currency,
+                                              normal_side=spec.normal_side, constraint=spec.constraint, at=at)
+        by_receiver.update({(receiver_id, currency): a for receiver_id, a in found.items()})
+    for merchant_id, currency, receiver_id in needs.receivers:
+        if (merchant_id, currency, receiver_id) not in out.receivers:
+            out.receivers[(merchant_id, currency, receiver_id)] = (
+                out.sellers[("settled", chart.MERCHANT, merchant_id, currency)] if receiver_id == PLATFORM_RECEIVER
+                else by_receiver[(receiver_id, currency)])
+    for name, currency in sorted(needs.platform - out.platform.keys()):
+        out.platform[(name, currency)] = chart.standard_account(conn, name, chart.PLATFORM_OWNER_ID, currency,
+                                                                at=at).account_id
     return out
 
 
-def post_batches(conn: Connection, batches: list[BatchMoney], *, at: datetime) -> dict[str, dict[str, int]]:
-    """Post one entry per batch; returns batch_no -> expected signed amount per account (debit > 0)."""
-    sellers = _seller_accounts(conn, batches, at)
-    receivers: dict[tuple[str, str], dict[str, str]] = {}
-    wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
+def needs_of(batches: list[BatchMoney]) -> AccountNeeds:
+    """The accounts these batches' entries move money through."""
+    needs = AccountNeeds()
     for b in batches:
-        wanted[(b.merchant_id, b.currency)].update(b.to_receiver)
-    for (merchant_id, currency), ids in wanted.items():
-        receivers[(merchant_id, currency)] = receiver_accounts(conn, merchant_id, ids, currency, at=at)
-    platform: dict[tuple[str, str], str] = {}
+        needs.sellers.add((b.seller_type, b.seller_id, b.currency))
+        needs.receivers.update((b.merchant_id, b.currency, receiver_id) for receiver_id in b.to_receiver)
+        if b.subsidy:
+            needs.platform.add((MARKETING, b.currency))
+        if b.fee:
+            needs.platform.add((FEE_INCOME, b.currency))
+    return needs
 
-    def platform_account(name: str, currency: str) -> str:  # created only when a batch needs it
-        if (name, currency) not in platform:
-            platform[(name, currency)] = chart.standard_account(conn, name, chart.PLATFORM_OWNER_ID,
-                                                                currency).account_id
-        return platform[(name, currency)]
 
+def post_batches(conn: Connection, batches: list[BatchMoney], *, at: datetime,
+                 accounts: SettlementAccounts | None = None) -> dict[str, dict[str, int]]:
+    """Post one entry per batch; returns batch_no -> expected signed amount per account (debit > 0).
+
+    `accounts`: opened ahead by `open_accounts` in their own transaction; any the batches need
+    beyond them are resolved (created if missing) here."""
+    acc = open_accounts(conn, needs_of(batches), at=at, known=accounts)
     wants: dict[str, dict[str, int]] = {}
     entries = []
     for b in batches:
         want: dict[str, int] = defaultdict(int)
-        want[sellers[("pending", b.seller_type, b.seller_id, b.currency)]] += b.pending_out
+        want[acc.sellers[("pending", b.seller_type, b.seller_id, b.currency)]] += b.pending_out
         if b.subsidy:
-            want[platform_account("platform_marketing_expense", b.currency)] += b.subsidy
-        want[sellers[("settled", b.seller_type, b.seller_id, b.currency)]] -= b.seller_amount
+            want[acc.platform[(MARKETING, b.currency)]] += b.subsidy
+        want[acc.sellers[("settled", b.seller_type, b.seller_id, b.currency)]] -= b.seller_amount
         if b.fee:
-            want[platform_account("platform_fee_income", b.currency)] -= b.fee
-        accounts = receivers[(b.merchant_id, b.currency)]
+            want[acc.platform[(FEE_INCOME, b.currency)]] -= b.fee
         for receiver_id, amount in b.to_receiver.items():
-            want[accounts[receiver_id]] -= amount
+            want[acc.receivers[(b.merchant_id, b.currency, receiver_id)]] -= amount
         want = {a: x for a, x in want.items() if x}
         wants[b.batch_no] = want
         if want:

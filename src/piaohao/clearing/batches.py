@@ -4,6 +4,8 @@ re-verification of a batch and its statement (CSV).
 
 The due orders are selected set-based (`status = pending_settlement AND settle_due_at <= as_of`,
 keyset-paginated, `FOR UPDATE SKIP LOCKED` on PostgreSQL so several workers share the work).
+Before each page's transaction, the ledger accounts the page will credit are opened in a short
+transaction of their own (`clearing.settle.open_accounts_ahead`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import structlog
-from sqlalchemy import Connection, func, select, tuple_
+from sqlalchemy import Connection, Select, func, select, tuple_
 
 from piaohao.books.settle import batch_debits_total
 from piaohao.clearing.orders import PENDING
-from piaohao.clearing.settle import settle_orders
+from piaohao.clearing.settle import open_accounts_ahead, settle_orders
 from piaohao.db.schema_clearing import (
     settlement_batches,
     settlement_details,
@@ -49,17 +51,15 @@ def run_due(p: Platform, as_of: datetime | None = None, *, chunk: int = CHUNK_OR
     last: tuple | None = None
     chunks = 0
     while max_chunks is None or chunks < max_chunks:
-        def tx(conn: Connection, after=last):
-            q = select(trade_orders).where(_o.status == PENDING, _o.settle_due_at <= as_of)
-            if after is not None:
-                q = q.where(tuple_(_o.seller_id, _o.trade_no, _o.out_order_no) > tuple_(*after))
-            q = q.order_by(_o.seller_id, _o.trade_no, _o.out_order_no).limit(chunk)
-            if not p.db.is_sqlite:
-                q = q.with_for_update(skip_locked=True)
+        page = _due_page(as_of, last, chunk)
+        accounts = open_accounts_ahead(p, page, at=p.clock.now())  # own transaction: see its docstring
+
+        def tx(conn: Connection, page=page, accounts=accounts):
+            q = page if p.db.is_sqlite else page.with_for_update(skip_locked=True)
             rows = conn.execute(q).mappings().all()
             if not rows:
                 return None
-            results, skipped = settle_orders(conn, p, rows, trigger="auto", now=p.clock.now())
+            results, skipped = settle_orders(conn, p, rows, trigger="auto", now=p.clock.now(), accounts=accounts)
             tail = rows[-1]
             return (tail["seller_id"], tail["trade_no"], tail["out_order_no"]), results, len(skipped)
 
@@ -81,6 +81,14 @@ def run_due(p: Platform, as_of: datetime | None = None, *, chunk: int = CHUNK_OR
     if summary["orders"]:
         log.info("settlement.run", orders=summary["orders"], batches=summary["batches"], as_of=summary["as_of"])
     return summary
+
+
+def _due_page(as_of: datetime, after: tuple | None, chunk: int) -> Select:
+    """The next `chunk` due orders after the keyset `after` (seller, trade, order), unlocked."""
+    q = select(trade_orders).where(_o.status == PENDING, _o.settle_due_at <= as_of)
+    if after is not None:
+        q = q.where(tuple_(_o.seller_id, _o.trade_no, _o.out_order_no) > tuple_(*after))
+    return q.order_by(_o.seller_id, _o.trade_no, _o.out_order_no).limit(chunk)
 
 
 def _count_due(p: Platform, as_of: datetime) -> int:

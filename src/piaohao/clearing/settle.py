@@ -1,6 +1,8 @@
 """Settlement of orders (結算): one verified batch per seller and currency, in the caller's
 transaction, for a whole set of orders at once (a chunk of a run, or a confirmed trade):
 
+0. before that transaction, the caller opens the ledger accounts the set will credit or debit in
+   a short transaction of their own (`open_accounts_ahead`), never in the crediting one;
 1. plan (pure Python, one pass over the orders, bounded by the chunk): match each order's fee
    rule (memoised per merchant, method, business type and currency) and compute its parts
    (splits less their share of refunds, the seller's rest plus the subsidy less the seller's fee)
@@ -12,7 +14,8 @@ transaction, for a whole set of orders at once (a chunk of a run, or a confirmed
    splits, in = out, and one conditional UPDATE pending_settlement -> settled (joined to the
    details) changed exactly each batch's orders (counted per batch from its RETURNING);
 4. post one balanced entry per batch (books.settle.post_batches: pending -> settled, marketing
-   expense -> seller, fee -> fee income, receivers' shares), read all the entries back in one
+   expense -> seller, fee -> fee income, receivers' shares; the accounts taken from step 0, any
+   it missed resolved here), read all the entries back in one
    query and check each equals its batch.
 Any failed check raises SettlementVerificationFailed and the transaction rolls back: nothing of
 the set exists. The caller has locked the order rows. Statements per order: none; per set: a
@@ -25,7 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, Select, func, select, update
 
 from piaohao.books import settle as settle_book
 from piaohao.clearing import fees
@@ -249,10 +252,44 @@ def _settled_events(p: Platform, planned: list[Batch], facts: Facts, now: dateti
     return events
 
 
+def open_accounts_ahead(p: Platform, orders: Select, *, at: datetime) -> settle_book.SettlementAccounts:
+    """Get or create, each in bulk, every ledger account that settling `orders` (a SELECT of
+    `trade_orders` rows, unlocked) will move money through: the sellers' pending and settled
+    accounts, the split receivers' settled accounts, the platform's fee income (and marketing
+    expense when an order carries a subsidy). One read, then one short write transaction of its
+    own (none when there is nothing to settle), before the transaction that credits them: see
+    `books.settle.SettlementAccounts` for why. The orders are read without a lock, so the set
+    that is then locked and settled may differ (another worker took some, another order became
+    due): `settle_orders` resolves whatever was not opened here in its own transaction."""
+    page = orders.subquery()
+    s = order_splits.c
+    q = (select(page.c.merchant_id, page.c.seller_type, page.c.seller_id, page.c.currency,
+                (page.c.subsidy_amount > 0).label("subsidised"), s.receiver_id)
+         .select_from(page.outerjoin(order_splits, (s.trade_no == page.c.trade_no)
+                                     & (s.out_order_no == page.c.out_order_no)))
+         .distinct())
+    needs = settle_book.AccountNeeds()
+    with p.db.read() as conn:
+        for merchant_id, seller_type, seller_id, currency, subsidised, receiver_id in conn.execute(q):
+            needs.sellers.add((seller_type, seller_id, currency))
+            needs.platform.add((settle_book.FEE_INCOME, currency))
+            if subsidised:
+                needs.platform.add((settle_book.MARKETING, currency))
+            if receiver_id is not None:
+                needs.receivers.add((merchant_id, currency, receiver_id))
+    if not needs:
+        return settle_book.SettlementAccounts()
+    return p.db.write(lambda conn: settle_book.open_accounts(conn, needs, at=at))
+
+
 def settle_orders(conn: Connection, p: Platform, orders: list, *, trigger: str, now: datetime,
-                  skip_in_flight: bool = True) -> tuple[list[BatchResult], list]:
+                  skip_in_flight: bool = True, accounts: settle_book.SettlementAccounts | None = None,
+                  ) -> tuple[list[BatchResult], list]:
     """Settle locked pending orders, grouped by seller and currency. Returns (batches, skipped):
-    orders with a refund still at the channel are skipped (they settle once it is final)."""
+    orders with a refund still at the channel are skipped (they settle once it is final).
+
+    `accounts`: the ledger accounts opened ahead by `open_accounts_ahead`, in a transaction of
+    their own; those missing from it are created here."""
     if not orders:
         return [], []
     facts = load_facts(conn, orders)
@@ -264,7 +301,7 @@ def settle_orders(conn: Connection, p: Platform, orders: list, *, trigger: str, 
         return [], skipped
     write_batches(conn, p, planned, trigger=trigger, now=now)
     verify_written(conn, planned, now=now)
-    wants = settle_book.post_batches(conn, [b.money for b in planned], at=now)
+    wants = settle_book.post_batches(conn, [b.money for b in planned], at=now, accounts=accounts)
     settle_book.verify_batch_entries(conn, wants)
     notifications.enqueue_many(conn, _settled_events(p, planned, facts, now), now=now, tz=p.settings.tz)
     return [BatchResult(b.money.batch_no, b.money.seller_id, len(b.details), b.totals["seller_amount"],

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from piaohao.clearing import batches
 from piaohao.clearing.orders import OWN_ORDER_NO, PENDING
-from piaohao.clearing.settle import settle_orders
+from piaohao.clearing.settle import open_accounts_ahead, settle_orders
 from piaohao.db.schema_clearing import settle_requests, settlement_batches, trade_orders
 from piaohao.domain import trades as trade_states
 from piaohao.kernel.errors import (
@@ -37,6 +37,10 @@ def confirm(p: Platform, merchant_id: str, trade_no: str, out_request_no: str,
     transaction; idempotent on (merchant, out_request_no). Returns the trade view."""
     digest = fingerprint(trade_no=trade_no, out_order_nos=sorted(out_order_nos) if out_order_nos else None)
     now = p.clock.now()
+    mine = select(trade_orders).where(_o.trade_no == trade_no, _o.merchant_id == merchant_id, _o.status == PENDING)
+    if out_order_nos:
+        mine = mine.where(_o.out_order_no.in_(sorted(set(out_order_nos))))
+    accounts = open_accounts_ahead(p, mine, at=now)  # own transaction, before the one that credits them
 
     def tx(conn):
         t = lock_trade(conn, trade_no)
@@ -64,7 +68,7 @@ def confirm(p: Platform, merchant_id: str, trade_no: str, out_request_no: str,
         if not chosen and OWN_ORDER_NO not in named:
             raise TradeNotSettlable("the trade has nothing to settle")
         todo = [r for r in chosen if r["status"] == PENDING]
-        results, skipped = settle_orders(conn, p, todo, trigger="confirm", now=now)
+        results, skipped = settle_orders(conn, p, todo, trigger="confirm", now=now, accounts=accounts)
         if skipped:
             raise RefundInProgress(f"order {skipped[0]['out_order_no']} has a refund at the channel; settle it "
                                    "once the refund is final")
