@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from piaohao import ledger
 from piaohao.books import chart
 from piaohao.db.schema import outbox_events, trades
+from piaohao.kernel.clock import FakeClock
 from tests.members.conftest import accounts, new_member, pay_on_sandbox, wait_status
 from tests.support import patient
 from tests.support.merchant import wait_until
@@ -59,12 +60,16 @@ def test_a_paid_top_up_lands_on_the_balance_once_and_notifies(running, receiver)
     assert accounts(m, member["member_id"])["balance"]["available"] == 10000
 
 
-def test_a_top_up_nobody_pays_fails_when_it_expires(running, receiver):
+def test_a_top_up_nobody_pays_fails_when_it_expires(make_platform, receiver):
+    clock = FakeClock(dt.datetime.now(dt.UTC))  # it expires when the test moves time, not on a busy machine's whim
+    running = make_platform(clock=clock)
     m = running.merchant()
     member = new_member(m)
-    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)).isoformat()
+    expires = (clock.now() + dt.timedelta(seconds=60)).isoformat()
     r = _topup(m, member["member_id"], notify_url=receiver.url, expires_at=expires)
     assert r.status_code == 201, r.text
+    assert m.call("GET", f"/v1/topups/{r.json()['topup_no']}").json()["status"] == "pending"
+    clock.advance(61)
     failed = wait_status(m, f"/v1/topups/{r.json()['topup_no']}", "failed")
     assert failed["finished_at"] is not None
     assert wait_until(lambda: receiver.events("topup.failed"))
