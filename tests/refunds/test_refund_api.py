@@ -200,3 +200,20 @@ def test_twenty_concurrent_identical_requests_make_one_refund(running, receiver)
     assert len({json.dumps(r.json(), sort_keys=True) for r in replays}) == 1
     wait_until(lambda: False, timeout_s=0.5)
     assert event_count(running, "refund.succeeded", no) == 1
+
+
+def test_a_nonce_reused_on_another_refund_refunds_nothing(running, receiver):
+    # The refund's nonce commits inside the transaction that creates the refund: a reused one
+    # refuses the request before any refund exists, and so before any call to the channel.
+    m = running.merchant()
+    trade = paid_trade(m, receiver, amount=100)
+    nonce = "f" * 24
+    first = m.call("POST", "/v1/refunds", {"trade_no": trade["trade_no"], "out_request_no": "R1", "amount": 40},
+                   nonce=nonce)
+    assert first.status_code == 201, first.text
+    again = m.call("POST", "/v1/refunds", {"trade_no": trade["trade_no"], "out_request_no": "R2", "amount": 60},
+                   nonce=nonce)
+    assert again.status_code == 401 and again.json()["code"] == "NONCE_REUSED"
+    assert count(running, refunds, refunds.c.trade_no == trade["trade_no"]) == 1
+    assert wait_refund(m, first.json()["refund_no"], "succeeded")
+    assert trade_of(m, trade)["refunded_amount"] == 40

@@ -67,9 +67,10 @@ def route_label(path: str) -> str:
 
 
 # Requests whose use case writes before it has any other effect: their nonce commits in that
-# write's transaction (one transaction per request instead of two). Any other request records
+# write's transaction (one transaction per request instead of two). A refund calls the channel
+# only after the transaction that created it (which carried the nonce) committed. Any other request records
 # its nonce on its own before the endpoint runs, as the endpoint might call out first.
-NONCE_WITH_THE_WRITE = frozenset({("POST", "/v1/trades")})
+NONCE_WITH_THE_WRITE = frozenset({("POST", "/v1/trades"), ("POST", "/v1/refunds")})
 
 
 @dataclass
