@@ -220,14 +220,15 @@ class GatewayMiddleware:
             if wait_s > 0:
                 raise RateLimited(int(RateLimiter.retry_after_header(wait_s)))
             claim = NonceClaim(verified)
-            if (method, scope["path"]) not in NONCE_WITH_THE_WRITE:
+            with_the_write = (method, scope["path"]) in NONCE_WITH_THE_WRITE
+            if not with_the_write:
                 await anyio.to_thread.run_sync(self.auth.remember_nonce, claim)
         except PiaohaoError as exc:
             return await _send_error(send, exc, state)
         auth = verified.auth
         state["merchant_id"], state["app_id"] = auth.merchant_id, auth.app_id
         structlog.contextvars.bind_contextvars(merchant_id=auth.merchant_id)
-        if (method, scope["path"]) not in NONCE_WITH_THE_WRITE:
+        if not with_the_write:
             return await self.app(scope, replaying(body, receive), send)
         await self._with_the_write(scope, replaying(body, receive), send, claim, state)
 
