@@ -10,9 +10,10 @@ import os
 from collections import defaultdict
 from datetime import timedelta
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 
 from piaohao.books import chart
 from piaohao.books.settle import batch_key
@@ -20,6 +21,7 @@ from piaohao.clearing.batches import run_due
 from piaohao.clearing.fees import FeeRule, add_rule, load_rules
 from piaohao.db.schema import trade_components, trades
 from piaohao.db.schema_clearing import (
+    fee_rules,
     order_refunds,
     order_splits,
     settlement_batches,
@@ -29,6 +31,7 @@ from piaohao.db.schema_clearing import (
 )
 from piaohao.db.schema_refunds import refunds
 from piaohao.domain.splits import settle_order
+from piaohao.kernel.errors import NoFeeRule
 from piaohao.ledger import write as ledger
 from piaohao.services.merchants import create_merchant
 
@@ -235,3 +238,25 @@ def test_statement_streams_in_pieces_with_one_row_per_order_and_a_total(make_pla
     assert lines[0].startswith("batch_no,seller_type") and len(lines) == 1 + 7 + 1
     assert lines[-1].split(",")[3:5] == ["total", "7"]
     assert sum(int(line.split(",")[6]) for line in lines[1:-1]) == int(lines[-1].split(",")[6])
+
+
+def test_an_order_no_fee_rule_matches_settles_nothing(make_platform):
+    """No active rule matches (the seeded catch-all switched off): the run stops with NoFeeRule
+    and nothing of the page exists, never a silent zero fee."""
+    p = make_platform(workers=False).platform
+    now = p.clock.now()
+    creds = create_merchant(p, "NoRule", now)
+    orders = [{"amount": 500, "subsidy": 0, "seller": 0, "own": False, "method": "alipay", "splits": [(1, 10)],
+               "refunds": []}, {"amount": 700, "subsidy": 0, "seller": 1, "own": True, "method": "balance",
+                                "splits": [], "refunds": []}]
+    rows = _seed(p, creds.merchant_id, creds.app_id, orders, now)
+    p.db.write(lambda conn: conn.execute(update(fee_rules).values(active=False)))
+    with pytest.raises(NoFeeRule, match="no fee rule matches merchant"):
+        run_due(p, now)
+    with p.db.read() as conn:
+        keys = [r["trade_no"] for r in rows]
+        assert conn.execute(select(func.count()).select_from(settlement_details).where(
+            settlement_details.c.trade_no.in_(keys))).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(settlement_batches)).scalar_one() == 0
+        assert {t["status"] for t in conn.execute(select(trade_orders).where(
+            trade_orders.c.trade_no.in_(keys))).mappings()} == {"pending_settlement"}

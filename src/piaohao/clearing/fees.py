@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import Connection, insert, select
 
 from piaohao.db.schema_clearing import fee_rules
 from piaohao.kernel.errors import InvalidRequest, NoFeeRule
 from piaohao.kernel.ids import new_id
+from piaohao.kernel.money import muldiv
 
-ROUNDING = {"half_up": ROUND_HALF_UP, "floor": ROUND_FLOOR, "ceil": ROUND_CEILING}
+ROUNDING = ("half_up", "floor", "ceil")
 BEARERS = ("seller", "platform")
 BP = Decimal(10000)
 
@@ -49,12 +50,21 @@ class FeeRule:
     def specificity(self) -> int:
         return sum(x is not None for x in (self.merchant_id, self.method, self.business_type, self.currency))
 
+    @property
+    def rate_ratio(self) -> tuple[int, int]:
+        """The rate as an exact fraction of one: (numerator, denominator), the basis points' 10,000
+        folded into the denominator. Exact integers where a Decimal product of a large base and a
+        long rate would round at the context's 28 digits; settlement computes the same in SQL."""
+        num, den = self.rate_bp.as_integer_ratio()
+        return num, den * 10000
+
     def fee(self, base: int) -> int:
         """The fee on `base` minor units: base × rate / 10000 rounded by the named rule, plus the
         fixed part, clamped to [min, max]; never negative and never more than the base."""
         if base <= 0:
             return 0
-        variable = int((Decimal(base) * self.rate_bp / BP).to_integral_value(rounding=ROUNDING[self.rounding]))
+        num, den = self.rate_ratio
+        variable = muldiv(base, num, den, self.rounding)
         fee = max(variable + self.fixed_amount, self.min_fee)
         if self.max_fee is not None:
             fee = min(fee, self.max_fee)

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from piaohao.db import ride_along
+from piaohao.db import exact, ride_along
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -81,6 +81,7 @@ class Database:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+            exact.register_sqlite(dbapi_conn)  # exact money arithmetic in set-based SQL (db/exact.py)
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection):
