@@ -240,3 +240,36 @@ def test_a_notification_from_another_process_wakes_the_dispatcher_loop(db, db_ur
         lst.stop(timeout_s=BOUND_S)
         other.dispose()
     assert not any(t.is_alive() for t in runner.threads)
+
+
+# ---------------------------------------------------------------- as assembled by bootstrap
+
+def test_the_assembled_outbox_loop_is_woken(database_url, tmp_path, receiver, monkeypatch):
+    """The wiring of `bootstrap.assemble`: on SQLite the in-process wake-up, on PostgreSQL a commit
+    from another process's connection reaching the loop through the trigger and the listener."""
+    from piaohao import bootstrap
+    from piaohao.services.merchants import create_merchant
+    from tests.conftest import fast_settings
+    from tests.support.servers import free_port
+
+    monkeypatch.setattr(bootstrap, "OUTBOX_SAFETY_POLL_S", HUGE_S)
+    settings = fast_settings(database_url, free_port(), tmp_path, notify_retry_s=(HUGE_S,), channel_env={})
+    a = bootstrap.assemble(settings, with_api=False)
+    db = a.platform.db
+    outbox = next(loop for loop in a.loops if loop.name == "outbox")
+    assert outbox.idle_s == HUGE_S and outbox.wake is db.wakeup(notif.WAKE_TOPIC)
+    assert (a.listener is None) == db.is_sqlite
+    rounds = outbox.run_once = Rounds(outbox.run_once)
+    shop = create_merchant(a.platform, "Wake Shop")
+    writer = db if db.is_sqlite else Database(database_url)  # PostgreSQL: as if another process
+    a.start_workers()
+    try:
+        if a.listener is not None:
+            assert a.listener.listening.wait(BOUND_S)
+        wait_until(lambda: rounds.n >= 1, "the first (idle) round")
+        eid = enqueue(writer, a.platform.clock, shop, receiver.url + "/n")
+        wait_until(lambda: receiver.counts()[eid] == 1, "delivery after the wake-up")
+    finally:
+        a.close()
+        if writer is not db:
+            writer.dispose()
