@@ -60,6 +60,15 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and "database is locked" in str(exc)
 
 
+def _forget_wakes(conn: Connection) -> None:
+    """A failed unit of work wakes no one; never let this hide the failure (an invalidated
+    connection has no info to clear: it is discarded with it)."""
+    try:
+        conn.info.pop(_WAKE_KEY, None)
+    except Exception:  # noqa: BLE001
+        pass
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False):
         self.url = normalise_url(url)
@@ -137,8 +146,10 @@ class Database:
                 with self._write_once() as conn:
                     try:
                         result = unit(conn)
-                    finally:
-                        topics = conn.info.pop(_WAKE_KEY, None)
+                    except BaseException:
+                        _forget_wakes(conn)
+                        raise
+                    topics = conn.info.pop(_WAKE_KEY, None)
                 if ride is not None:
                     ride.committed = True
                 if topics:
