@@ -16,6 +16,7 @@ from piaohao.platform import Platform
 from piaohao.services.agreements import sync_due_agreements
 from piaohao.services.channel_accounts import provisioned_config, store_provisioned
 from piaohao.services.keys import check_key
+from piaohao.services.notifications import NOTIFY_CHANNEL, WAKE_TOPIC
 from piaohao.services.payments import query_due_payments
 from piaohao.workers.dispatcher import OutboxDispatcher
 from piaohao.workers.expiry import ExpiryWorker
@@ -24,8 +25,18 @@ from piaohao.workers.recon import ReconWorker, idle_s
 from piaohao.workers.refunds import RefundWorker
 from piaohao.workers.runner import Loop, Runner
 from piaohao.workers.settlement import SETTLEMENT_CHECK_EVERY_S, SettlementWorker
+from piaohao.workers.wake import WakeListener
 
 NONCE_PURGE_EVERY_S = 60.0
+# The outbox loop is woken when an event is committed (in this process: Database.wake_after_commit;
+# from others, on PostgreSQL: the NOTIFY trigger and the WakeListener), so it polls only for what
+# nobody signals: retries falling due, expired leases, a listener that was down. Never longer than
+# the retry schedule's smallest step, so a retry goes out at most that late (docs/operations.md).
+OUTBOX_SAFETY_POLL_S = 2.0
+
+
+def outbox_idle_s(settings: Settings) -> float:
+    return max(settings.worker_poll_s, min([OUTBOX_SAFETY_POLL_S, *settings.notify_retry_s]))
 
 
 def open_database(settings: Settings, *, migrate_now: bool | None = None) -> Database:
@@ -45,6 +56,8 @@ class Assembly:
     extras: dict = field(default_factory=dict)
     runner: Runner | None = None
     channel_runner: Runner | None = None
+    wakes: dict = field(default_factory=dict)  # loop name -> its wake-up event
+    listener: WakeListener | None = None  # PostgreSQL: started and stopped with the workers
 
     simulator_loops: list[Loop] = field(default_factory=list)
 
@@ -55,6 +68,11 @@ class Assembly:
             self.channel_runner = Runner(self.simulator_loops).start()
 
     def start_workers(self) -> Runner:
+        for loop in self.loops:  # loops rebuilt by their name and interval (the drills) keep their wake-up
+            if loop.wake is None:
+                loop.wake = self.wakes.get(loop.name)
+        if self.listener is not None:
+            self.listener.start()
         self.runner = Runner(self.loops).start()
         return self.runner
 
@@ -68,6 +86,8 @@ class Assembly:
         for r in (self.runner, self.channel_runner):
             if r:
                 r.stop()
+        if self.listener is not None:
+            self.listener.stop()
         for c in self.closers:
             c()
         self.platform.db.dispose()
@@ -91,8 +111,10 @@ def assemble(settings: Settings, *, clock: Clock | None = None, migrate_now: boo
     closers.append(dispatcher.close)
     expiry = ExpiryWorker(p)
     poll = settings.worker_poll_s
+    wakes = {"outbox": db.wakeup(WAKE_TOPIC)}
+    listener = None if db.is_sqlite else WakeListener(db.url, {NOTIFY_CHANNEL: wakes["outbox"]})
     loops += [
-        Loop("outbox", dispatcher.run_once, poll),
+        Loop("outbox", dispatcher.run_once, outbox_idle_s(settings), wakes["outbox"]),
         Loop("expiry", expiry.run_once, max(poll, 0.5)),
         Loop("active-query", lambda: query_due_payments(p), poll),
         Loop("agreements", lambda: sync_due_agreements(p), poll),
@@ -104,7 +126,7 @@ def assemble(settings: Settings, *, clock: Clock | None = None, migrate_now: boo
     ]
     app = create_app(p, extra_mounts=mounts) if with_api else None
     return Assembly(platform=p, app=app, loops=loops, closers=closers, extras=extras,
-                    simulator_loops=simulator_loops)
+                    simulator_loops=simulator_loops, wakes=wakes, listener=listener)
 
 
 def _provision(p: Platform, kind: ChannelKind, mounts: dict, loops: list[Loop], closers: list, extras: dict) -> None:

@@ -29,6 +29,19 @@ T = TypeVar("T")
 WRITE_RETRIES_MAX = 8
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+_WAKE_KEY = "piaohao_wake_after_commit"
+
+
+def wake_after_commit(conn: Connection, topic: str) -> None:
+    """Once the write transaction on `conn` commits, set this process's wake-up for `topic` (e.g.
+    "outbox": the dispatcher's loop runs at once instead of at its next safety poll). Nothing is
+    set if the transaction rolls back. Costs no statement; outside `Database.write` it is only a
+    spurious wake-up at the next write on the same connection, which is harmless."""
+    topics = conn.info.get(_WAKE_KEY)
+    if topics is None:
+        conn.info[_WAKE_KEY] = {topic}
+    else:
+        topics.add(topic)
 
 
 def normalise_url(url: str) -> str:
@@ -47,11 +60,21 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and "database is locked" in str(exc)
 
 
+def _forget_wakes(conn: Connection) -> None:
+    """A failed unit of work wakes no one; never let this hide the failure (an invalidated
+    connection has no info to clear: it is discarded with it)."""
+    try:
+        conn.info.pop(_WAKE_KEY, None)
+    except Exception:  # noqa: BLE001
+        pass
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False):
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self._write_lock = threading.RLock()
+        self._wakeups: dict[str, threading.Event] = {}
         self.engine: Engine = self._make_engine(pool_size, echo)
 
     def _make_engine(self, pool_size: int, echo: bool) -> Engine:
@@ -114,16 +137,24 @@ class Database:
 
         On a serialization failure or deadlock the whole unit is retried (so `fn` must not call
         out to the network: it may run more than once). Work attached with `db.ride_along`
-        runs first in the same transaction and is marked committed with it.
+        runs first in the same transaction and is marked committed with it. Wake-ups asked for
+        with `wake_after_commit` are set after the commit, never for a rolled-back attempt.
         """
         ride = ride_along.pending()
         unit = ride.wrap(fn) if ride is not None else fn
         for attempt in range(1, WRITE_RETRIES_MAX + 1):
             try:
                 with self._write_once() as conn:
-                    result = unit(conn)
+                    try:
+                        result = unit(conn)
+                    except BaseException:
+                        _forget_wakes(conn)
+                        raise
+                    topics = conn.info.pop(_WAKE_KEY, None)
                 if ride is not None:
                     ride.committed = True
+                if topics:
+                    self._wake(topics)
                 return result
             except DBAPIError as exc:
                 if attempt == WRITE_RETRIES_MAX or not _is_retryable(exc):
@@ -131,6 +162,17 @@ class Database:
                 log.info("db.retry", attempt=attempt, error=type(exc.orig).__name__)
                 time.sleep(min(0.2, 0.005 * 2**attempt) * random.random())
         raise AssertionError("unreachable")
+
+    def wakeup(self, topic: str) -> threading.Event:
+        """The event set after every committed write that called `wake_after_commit(conn, topic)`
+        (and by the PostgreSQL listener, `workers.wake`); a worker loop waits on it when idle."""
+        return self._wakeups.setdefault(topic, threading.Event())  # atomic: one event per topic
+
+    def _wake(self, topics: set[str]) -> None:
+        for topic in topics:
+            event = self._wakeups.get(topic)
+            if event is not None:
+                event.set()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -25,7 +25,7 @@ import orjson
 from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from piaohao.db.database import Database
+from piaohao.db.database import Database, wake_after_commit
 from piaohao.db.schema import notification_attempts, outbox_events
 from piaohao.domain.states import StateMachine
 from piaohao.kernel.clock import rfc3339
@@ -33,6 +33,8 @@ from piaohao.kernel.errors import EventNotFound
 from piaohao.kernel.ids import new_id
 
 PENDING, DELIVERED, PARKED, SKIPPED = "pending", "delivered", "parked", "skipped"
+WAKE_TOPIC = "outbox"  # the dispatcher's wake-up: `Database.wakeup(WAKE_TOPIC)`, and the NOTIFY channel below
+NOTIFY_CHANNEL = "piaohao_outbox"  # PostgreSQL: migration 0016's trigger notifies it when an event becomes pending
 STATUSES = (PENDING, DELIVERED, PARKED, SKIPPED)
 
 # "retry" keeps an event pending with a later next_attempt_at; "resend" is the operator's command.
@@ -95,7 +97,10 @@ def enqueue(
                      notify_url=notify_url, dedupe_key=dedupe_key, tz=tz)
     stmt = (_insert(conn).values(**row).on_conflict_do_nothing(index_elements=["dedupe_key"])
             .returning(outbox_events.c.event_id))
-    return conn.execute(stmt).scalar_one_or_none()
+    event_id = conn.execute(stmt).scalar_one_or_none()
+    if event_id is not None and row["status"] == PENDING:
+        wake_after_commit(conn, WAKE_TOPIC)
+    return event_id
 
 
 def enqueue_many(conn: Connection, events: list[dict], *, now: datetime, tz: tzinfo | None = None) -> None:
@@ -105,6 +110,8 @@ def enqueue_many(conn: Connection, events: list[dict], *, now: datetime, tz: tzi
         return
     rows = [_event_row(now=now, tz=tz, **{"dedupe_key": None, **e}) for e in events]
     conn.execute(_insert(conn).on_conflict_do_nothing(index_elements=["dedupe_key"]), rows)
+    if any(r["status"] == PENDING for r in rows):
+        wake_after_commit(conn, WAKE_TOPIC)
 
 
 def _event_row(*, now: datetime, merchant_id: str, app_id: str, type: str, subject_id: str, data: dict,
@@ -229,6 +236,7 @@ def resend(db: Database, event_id: str, now: datetime) -> dict[str, Any]:
         )
         if result.rowcount != 1:
             raise EventNotFound(f"no event {event_id!r}")
+        wake_after_commit(conn, WAKE_TOPIC)
         return _get(conn, event_id)
 
     return db.write(fn)
