@@ -134,8 +134,8 @@ def main() -> int:
             c.execute(text("""INSERT INTO trades (trade_no, merchant_id, app_id, out_trade_no, amount, currency,
                 subject, purpose, status, refunded_amount, request_hash, cashier_token, expires_at, paid_at,
                 created_at, updated_at)
-                SELECT 'trb' || g, :m, :a, 'B' || g, 1000 + (g::bigint * 7919) % 9000, 'CNY', 'bench', 'sale', 'succeeded',
-                0, 'x', 'ct' || g, :now, :now, :now, :now FROM generate_series(1, :n) g"""), params)
+                SELECT 'trb' || g, :m, :a, 'B' || g, 1000 + (g::bigint * 7919) % 9000, 'CNY', 'bench', 'sale',
+                'succeeded', 0, 'x', 'ct' || g, :now, :now, :now, :now FROM generate_series(1, :n) g"""), params)
             c.execute(text("""INSERT INTO trade_orders (trade_no, out_order_no, merchant_id, kind, seller_type,
                 seller_id, currency, amount, subsidy_amount, split_amount, position, status, paid_at, settle_due_at,
                 created_at, updated_at)

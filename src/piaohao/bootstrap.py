@@ -33,6 +33,7 @@ NONCE_PURGE_EVERY_S = 60.0
 # nobody signals: retries falling due, expired leases, a listener that was down. Never longer than
 # the retry schedule's smallest step, so a retry goes out at most that late (docs/operations.md).
 OUTBOX_SAFETY_POLL_S = 2.0
+CLOCK_LOOP_POLL_S = 1.0  # the slowest poll of the clock-driven loops (see `assemble`)
 
 
 def outbox_idle_s(settings: Settings) -> float:
@@ -111,16 +112,20 @@ def assemble(settings: Settings, *, clock: Clock | None = None, migrate_now: boo
     closers.append(dispatcher.close)
     expiry = ExpiryWorker(p)
     poll = settings.worker_poll_s
+    # Loops whose work becomes due by the clock (a trade expires, a payment is due for its active
+    # query, a lease runs out) or that nobody signals (payouts): none promises sub-second timing,
+    # so they poll five times slower than `worker_poll_s`, at most every CLOCK_LOOP_POLL_S.
+    clock_poll = max(poll, min(CLOCK_LOOP_POLL_S, 5 * poll))
     wakes = {"outbox": db.wakeup(WAKE_TOPIC)}
     listener = None if db.is_sqlite else WakeListener(db.url, {NOTIFY_CHANNEL: wakes["outbox"]})
     loops += [
         Loop("outbox", dispatcher.run_once, outbox_idle_s(settings), wakes["outbox"]),
-        Loop("expiry", expiry.run_once, max(poll, 0.5)),
-        Loop("active-query", lambda: query_due_payments(p), poll),
-        Loop("agreements", lambda: sync_due_agreements(p), poll),
+        Loop("expiry", expiry.run_once, clock_poll),
+        Loop("active-query", lambda: query_due_payments(p), clock_poll),
+        Loop("agreements", lambda: sync_due_agreements(p), clock_poll),
         Loop("nonce-purge", lambda: (purge_nonces(p), 0)[1], NONCE_PURGE_EVERY_S),
-        Loop("payouts", PayoutExecutor(p).run_once, poll),
-        Loop("refunds", RefundWorker(p).run_once, poll),
+        Loop("payouts", PayoutExecutor(p).run_once, clock_poll),
+        Loop("refunds", RefundWorker(p).run_once, clock_poll),
         Loop("settlement", SettlementWorker(p).run_once, max(poll, min(SETTLEMENT_CHECK_EVERY_S, 20 * poll))),
         Loop("recon", ReconWorker(p).run_once, idle_s(p)),
     ]
