@@ -20,6 +20,7 @@ from piaohao import clearing as settlement_clearing
 from piaohao.alerts import CRITICAL, raise_alert
 from piaohao.books import collect
 from piaohao.channels.spi import CreatePayment, NextAction, NextActionType, Outcome, PaymentResult
+from piaohao.clearing import orders as clearing_orders
 from piaohao.db.schema import payments, trade_components, trades
 from piaohao.domain import payments as pay_states
 from piaohao.domain import trades as trade_states
@@ -267,8 +268,10 @@ def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, so
                                         payments.c.status == pay["status"]).values(
         status=PAYMENT_STATES.next(pay["status"], "succeed"), channel_txn_no=result.channel_txn_no or
         pay["channel_txn_no"], paid_at=paid_at, finished_at=now, next_query_at=None, updated_at=now))
-    trade = conn.execute(select(trades).where(trades.c.trade_no == pay["trade_no"]).with_for_update()
-                         ).mappings().first()
+    # The trade, locked, with what clearing would read next (see `clearing.orders.paid_facts_columns`).
+    trade, facts = clearing_orders.paid_facts(conn.execute(
+        select(trades, *clearing_orders.paid_facts_columns(trades.c.trade_no, trades.c.merchant_id))
+        .where(trades.c.trade_no == pay["trade_no"]).with_for_update()).mappings().one())
     components = funding.trade_components_of(conn, trade["trade_no"])  # read once, the trade locked
     held = funding.held_of(components, pay["operation"])
     covers = pay["amount"] + sum(c["amount"] for c in held) == trade["amount"]
@@ -300,21 +303,24 @@ def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, so
     # written, so the merchant's event need not read the parts back.
     now_components = None if components else [{"method": pay["method"], "amount": pay["amount"],
                                                 "refunded_amount": 0}]
-    handler(conn, p, paid, pay, now, components=now_components)
+    handler(conn, p, paid, pay, now, components=now_components, facts=facts)
     return "succeeded"
 
 
-def _sale_paid(conn: Connection, p: Platform, paid, pay, now: datetime, *, components: list | None = None) -> None:
+def _sale_paid(conn: Connection, p: Platform, paid, pay, now: datetime, *, components: list | None = None,
+               facts: clearing_orders.PaidFacts | None = None) -> None:
     """A sale was paid: the money is the merchant's (its orders' sellers' after clearing); tell it."""
     collect.to_merchant(conn, payment_no=pay["payment_no"], channel=pay["channel"], merchant_id=paid["merchant_id"],
                         currency=pay["currency"], amount=pay["amount"], trade_no=paid["trade_no"], at=now)
-    settlement_clearing.on_trade_paid(conn, p, paid, now)  # orders -> their sellers' pending settlement
-    tell_merchant(conn, p, paid, "trade.succeeded", now, components=components)
+    # orders -> their sellers' pending settlement; what the event shows of them, when known without a read
+    cleared = settlement_clearing.on_trade_paid(conn, p, paid, now, facts=facts)
+    tell_merchant(conn, p, paid, "trade.succeeded", now, components=components, orders=cleared)
 
 
-# purpose -> handler(conn, platform, paid_trade, payment, now, components=...), in the transaction
-# that records the channel's success (`components`: the trade's parts when known without a read,
-# else None). A purpose missing here is refused (the transaction rolls back), never a sale.
+# purpose -> handler(conn, platform, paid_trade, payment, now, components=..., facts=...), in the
+# transaction that records the channel's success (`components`: the trade's parts when known
+# without a read, else None; `facts`: what clearing needs, read with the trade's lock). A purpose
+# missing here is refused (the transaction rolls back), never a sale.
 PAID_HANDLERS: dict[str, Callable] = {
     "sale": _sale_paid,
     topups.PURPOSE: topups.on_paid,
