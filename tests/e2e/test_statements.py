@@ -46,10 +46,11 @@ class Statements:
 # One steady payment's statements (the platform warm: the ledger accounts it posts to known), on
 # (SQLite, PostgreSQL): SQLite posts an entry in three statements (entry, legs, balances), PostgreSQL
 # in one. Lower these when a statement is cut; a count that goes up fails here. The payment's
-# success: the payment (read, update), the trade (locked read carrying clearing's facts, its
-# parts, the channel part, update), the posting, the own-sale row, the event, the notification.
+# success: the payment (marked succeeded, no read before), the trade (locked read carrying
+# clearing's facts, its parts, the channel part, update), the posting, the own-sale row, the
+# event, the notification's record.
 PAY_STATEMENTS = 6
-NOTIFY_STATEMENTS = {"sqlite": 12, "postgresql": 10}
+NOTIFY_STATEMENTS = {"sqlite": 11, "postgresql": 9}
 
 
 def _pay(seen: Statements, m, receiver, out_trade_no: str) -> tuple[list[str], list[str], int]:
@@ -86,4 +87,5 @@ def test_paying_reads_the_channel_accounts_once_and_applies_the_notification_in_
         assert not any(s.startswith("SELECT trade_orders.") for s in notify_statements), notify_statements
     assert len(pay_statements) == PAY_STATEMENTS, pay_statements
     assert not any("FROM ledger_accounts" in s for s in notify_statements), notify_statements
+    assert not any(s.startswith("SELECT payments.") for s in notify_statements), notify_statements
     assert len(notify_statements) == NOTIFY_STATEMENTS[backend], notify_statements

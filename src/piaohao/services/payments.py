@@ -212,6 +212,10 @@ def apply_channel_result(p: Platform, payment_no: str, result: PaymentResult, *,
 def _apply(conn: Connection, p: Platform, payment_no: str, result: PaymentResult, source: str,
            carrier: str | None = None) -> str:
     now = p.clock.now()
+    if result.outcome == Outcome.SUCCEEDED:
+        succeeded = _succeed_as_stated(conn, payment_no, result, carrier, now)
+        if succeeded is not None:
+            return _paid(conn, p, succeeded, source, now, result.paid_at or now)
     pay = conn.execute(select(payments).where(payments.c.payment_no == payment_no).with_for_update()
                        ).mappings().first()
     if pay is None:
@@ -242,8 +246,24 @@ def _apply(conn: Connection, p: Platform, payment_no: str, result: PaymentResult
     return "ignored"
 
 
-# Trades with another purpose than "sale" (top-ups, ...) post their own entries and events when
-# paid: purpose -> handler(conn, platform, paid_trade, payment, channel_clearing_account, now).
+def _succeed_as_stated(conn: Connection, payment_no: str, result: PaymentResult, carrier: str | None,
+                       now: datetime):
+    """The usual success in one statement: the record, if it can succeed (not yet succeeded), is for
+    the stated amount and currency and was carried by `carrier`, is marked succeeded (locked, as the
+    read in `_apply` would lock it) and returned, changed. None: nothing was changed, and `_apply`
+    decides as it always did (unknown, wrong account, mismatch, duplicate), from the record as read."""
+    c = payments.c
+    q = update(payments).where(c.payment_no == payment_no, c.status.in_(PAYMENT_STATES.sources("succeed")),
+                               c.amount == result.amount)
+    if result.currency:
+        q = q.where(c.currency == result.currency)
+    if carrier is not None:
+        q = q.where(c.channel == carrier)
+    values = {"status": pay_states.SUCCEEDED, "paid_at": result.paid_at or now, "finished_at": now,
+              "next_query_at": None, "updated_at": now}
+    if result.channel_txn_no:  # else the record keeps the one it has
+        values["channel_txn_no"] = result.channel_txn_no
+    return conn.execute(q.values(**values).returning(*payments.c)).mappings().first()
 
 
 def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, source: str, now: datetime) -> str:
@@ -268,6 +288,16 @@ def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, so
                                         payments.c.status == pay["status"]).values(
         status=PAYMENT_STATES.next(pay["status"], "succeed"), channel_txn_no=result.channel_txn_no or
         pay["channel_txn_no"], paid_at=paid_at, finished_at=now, next_query_at=None, updated_at=now))
+    return _paid(conn, p, pay, source, now, paid_at)
+
+
+# Trades with another purpose than "sale" (top-ups, ...) post their own entries and events when
+# paid: purpose -> handler(conn, platform, paid_trade, payment, channel_clearing_account, now).
+
+
+def _paid(conn: Connection, p: Platform, pay, source: str, now: datetime, paid_at: datetime) -> str:
+    """The payment `pay` was just marked succeeded (its columns other than its state's as they were):
+    the trade is paid by it, or, if the trade cannot take it, the money goes to suspense."""
     # The trade, locked, with what clearing would read next (see `clearing.orders.paid_facts_columns`).
     trade, facts = clearing_orders.paid_facts(conn.execute(
         select(trades, *clearing_orders.paid_facts_columns(trades.c.trade_no, trades.c.merchant_id))
