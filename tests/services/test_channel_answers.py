@@ -79,3 +79,50 @@ def test_a_currency_that_disagrees_on_a_paid_record_is_a_mismatch_not_a_duplicat
     usd = payments.PaymentResult(payments.Outcome.SUCCEEDED, channel_txn_no="T1", amount=500, currency="USD")
     assert payments.apply_channel_result(p, payment_no, usd, source="query") == "mismatch"
     assert [a["severity"] for a in alerts_of(p, payment_no)] == [CRITICAL]
+
+
+def _payment(p, payment_no: str) -> dict:
+    from piaohao.db.schema import payments as payments_table
+
+    with p.db.read() as conn:
+        return dict(conn.execute(select(payments_table).where(payments_table.c.payment_no == payment_no))
+                    .mappings().one())
+
+
+def test_a_success_is_recorded_in_full_and_anything_unusual_changes_nothing_first(service_platform):
+    """The usual success is one conditional UPDATE; what it writes is what the read-then-update wrote,
+    and an answer it does not fit (another amount, currency or account) falls back to the read."""
+    p, channel, clock = service_platform
+    creds = create_merchant(p, "Shop", clock.now())
+    trade, _ = trades.create_trade(p, creds.merchant_id, creds.app_id, trades.NewTrade(
+        "A3", 700, "CNY", "socks", order_timeout_s=3600))
+    payment_no = payments.start_payment(p, trade["pay_url"].rsplit("/", 1)[1], "sandbox")["payment_no"]
+    before = _payment(p, payment_no)
+    assert before["status"] == "processing" and before["channel_txn_no"] == "F" + payment_no
+
+    # Another account, another amount, another currency: nothing is marked succeeded.
+    ok = payments.PaymentResult(payments.Outcome.SUCCEEDED, amount=700, currency="CNY")
+    assert payments.apply_channel_result(p, payment_no, ok, source="notify", carrier="elsewhere") == "wrong_account"
+    wrong = payments.PaymentResult(payments.Outcome.SUCCEEDED, amount=701, currency="CNY")
+    assert payments.apply_channel_result(p, payment_no, wrong, source="query") == "mismatch"
+    usd = payments.PaymentResult(payments.Outcome.SUCCEEDED, amount=700, currency="USD")
+    assert payments.apply_channel_result(p, payment_no, usd, source="query") == "mismatch"
+    assert _payment(p, payment_no) == before
+
+    # No channel_txn_no and no currency stated: the record keeps its own, the amount decides.
+    clock.advance(5)
+    paid_at = clock.now()
+    clock.advance(2)
+    bare = payments.PaymentResult(payments.Outcome.SUCCEEDED, amount=700, paid_at=paid_at)
+    assert payments.apply_channel_result(p, payment_no, bare, source="notify", carrier="sandbox") == "succeeded"
+    after = _payment(p, payment_no)
+    changed = {k: v for k, v in after.items() if before[k] != v}
+    assert changed == {"status": "succeeded", "paid_at": after["paid_at"], "finished_at": after["finished_at"],
+                       "updated_at": after["updated_at"], **({"next_query_at": None} if before["next_query_at"]
+                                                            else {})}
+    assert after["paid_at"].replace(tzinfo=None) == paid_at.replace(tzinfo=None)
+    assert after["finished_at"].replace(tzinfo=None) == clock.now().replace(tzinfo=None)
+    assert after["channel_txn_no"] == "F" + payment_no
+    assert trade_store.get_trade(p, creds.merchant_id, trade_no=trade["trade_no"])["status"] == "succeeded"
+    assert payments.apply_channel_result(p, payment_no, bare, source="query") == "duplicate"
+    assert _payment(p, payment_no) == after

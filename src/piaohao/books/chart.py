@@ -2,8 +2,9 @@
 
 Every flow in the platform goes through these constructors, so an account's side and constraint
 are decided once, here (docs/ledger.md has the table and the flows). Each constructor is
-`get_or_create_account` with the right arguments: cheap when the account exists, safe when two
-transactions create it at once.
+`get_or_create_account` with the right arguments: cheap when the account exists (no statement at
+all once a committed account has been read: `ledger.accounts.find_account` caches its immutable
+facts), safe when two transactions create it at once.
 
 Sides follow the platform's own books: money the platform holds or is owed is an asset (debit
 normal); money it owes to merchants and members is a liability (credit normal).

@@ -1,20 +1,26 @@
-"""Accounts: creation (safe under concurrency), lookup, credit limits, and a cache of immutable facts.
+"""Accounts: creation (safe under concurrency), lookup, credit limits, and caches of immutable facts.
 
 An account's owner, purpose, currency, normal side, constraint kind and shard count never change
 after creation, so the poster reads them from an in-process cache instead of a round trip per
-entry. The mutable part (balances, the credit limit as `available_floor`) is always read from the
-database under a row lock.
+entry, and `find_account` (every `books.chart` constructor) answers an account it has read before
+from a cache keyed by the natural key, per engine (a fresh database is a fresh engine). Only
+committed accounts enter that cache: one this transaction inserted is never cached, however it
+is found, since the transaction may still roll back (a rolled-back account would else be handed
+out). Credit-limit accounts are never cached (their `Account` carries the limit, which changes).
+The mutable part (balances, the credit limit as `available_floor`) is always read from the
+database, under a row lock when it is checked.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, Engine, select, text, update
 
 from piaohao.db.bulk import array_literal, insert_rows, pg_array
 from piaohao.db.inserts import dialect_insert
@@ -26,6 +32,7 @@ from piaohao.kernel.money import AMOUNT_MAX, CURRENCY_RE
 from piaohao.ledger.model import Account, Constraint, NormalSide, fast_id
 
 META_CACHE_MAX_ACCOUNTS = 200_000
+KNOWN_CACHE_MAX_ACCOUNTS = 100_000
 HOT_SHARDS_MAX = 256
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -92,11 +99,51 @@ def get_account(conn: Connection, account_id: str) -> Account:
     return _account_from_row(row, row.available_floor)
 
 
+NaturalKey = tuple[str, str, str, str]  # owner_type, owner_id, purpose, currency
+_known: weakref.WeakKeyDictionary[Engine, dict[NaturalKey, Account]] = weakref.WeakKeyDictionary()
+_known_lock = threading.Lock()
+_CREATED_HERE = "piaohao.ledger.accounts_created"  # conn.info: (transaction, natural keys it inserted)
+
+
+def _created_here(conn: Connection) -> set[NaturalKey]:
+    """The natural keys of the accounts the connection's open transaction inserted (not committed
+    yet, so never cached). Kept with the transaction object: a new transaction starts empty."""
+    txn = conn.get_transaction()
+    held = conn.info.get(_CREATED_HERE)
+    if held is None or held[0] is not txn:
+        held = conn.info[_CREATED_HERE] = (txn, set())
+    return held[1]
+
+
+def _remember(conn: Connection, key: NaturalKey, account: Account) -> None:
+    """Cache an account found by a read, unless this transaction created it or it has a credit limit."""
+    if account.constraint is Constraint.CREDIT_LIMIT or key in _created_here(conn):
+        return
+    with _known_lock:
+        known = _known.setdefault(conn.engine, {})
+        if len(known) >= KNOWN_CACHE_MAX_ACCOUNTS:
+            known.clear()
+        known[key] = account
+    with _meta_lock:  # the poster's facts too: a posting to it needs no read of its own
+        if len(_meta_cache) > META_CACHE_MAX_ACCOUNTS:
+            _meta_cache.clear()
+        _meta_cache[account.account_id] = AccountMeta(account.account_id, account.currency, account.normal_side,
+                                                      account.constraint, account.shard_count)
+
+
 def find_account(conn: Connection, owner_type: str, owner_id: str, purpose: str, currency: str) -> Account | None:
+    key = (owner_type, owner_id, purpose, currency)
+    known = _known.get(conn.engine)
+    if known is not None and (cached := known.get(key)) is not None:
+        return cached
     a = ledger_accounts.c
     row = conn.execute(_select_account().where(
         a.owner_type == owner_type, a.owner_id == owner_id, a.purpose == purpose, a.currency == currency)).first()
-    return None if row is None else _account_from_row(row, row.available_floor)
+    if row is None:
+        return None
+    account = _account_from_row(row, row.available_floor)
+    _remember(conn, key, account)
+    return account
 
 
 def _validate_new(owner_type: str, owner_id: str, purpose: str, currency: str, constraint: Constraint,
@@ -156,6 +203,7 @@ def get_or_create_account(conn: Connection, owner_type: str, owner_id: str, purp
             created_at=at or datetime.now(UTC),
         ).on_conflict_do_nothing(index_elements=["owner_type", "owner_id", "purpose", "currency"])
         if conn.execute(stmt.returning(ledger_accounts.c.account_id)).first() is not None:
+            _created_here(conn).add((owner_type, owner_id, purpose, currency))
             floor = _floor_for(kind, credit_limit)
             conn.execute(ledger_balances.insert(), [
                 {"account_id": account_id, "shard": s, "posted": 0, "pending_debits": 0, "pending_credits": 0,
@@ -211,6 +259,8 @@ def get_or_create_accounts(conn: Connection, owner_type: str, owner_ids: Iterabl
                  "currency": currency, "normal_side": side.value, "constraint_kind": kind.value, "shard_count": 1,
                  "created_at": at} for owner_id in missing]
         made = _insert_accounts(conn, rows)
+        _created_here(conn).update((owner_type, r["owner_id"], purpose, currency) for r in rows
+                                   if r["account_id"] in made)
         floor = _floor_for(kind, None)
         insert_rows(conn, ledger_balances, [
             {"account_id": r["account_id"], "shard": 0, "posted": 0, "pending_debits": 0, "pending_credits": 0,

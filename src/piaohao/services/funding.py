@@ -109,7 +109,8 @@ def pay_internal_only(p: Platform, trade_no: str, parts: list[Part]) -> dict:
                                          at=now)
         except InsufficientFunds:
             raise InsufficientBalance("not enough available balance, coins or credit") from None
-        settlement_clearing.on_trade_paid(conn, p, t, now)  # orders -> their sellers' pending settlement
+        # orders -> their sellers' pending settlement; what the event shows of them, when known without a read
+        cleared = settlement_clearing.on_trade_paid(conn, p, t, now)
         for part in parts:
             conn.execute(insert(trade_components).values(
                 trade_no=trade_no, method=part.method, kind="internal", amount=part.amount, refunded_amount=0,
@@ -119,7 +120,7 @@ def pay_internal_only(p: Platform, trade_no: str, parts: list[Part]) -> dict:
         conn.execute(update(trades).where(trades.c.trade_no == trade_no, trades.c.status == t["status"]).values(
             status=new_status, paid_at=now, updated_at=now))
         paid = dict(t, status=new_status, paid_at=now, updated_at=now)
-        tell_merchant(conn, p, paid, "trade.succeeded", now)
+        tell_merchant(conn, p, paid, "trade.succeeded", now, orders=cleared)
         return {"status": "succeeded", "trade_no": trade_no}
 
     return p.db.write(tx)

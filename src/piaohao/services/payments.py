@@ -20,6 +20,7 @@ from piaohao import clearing as settlement_clearing
 from piaohao.alerts import CRITICAL, raise_alert
 from piaohao.books import collect
 from piaohao.channels.spi import CreatePayment, NextAction, NextActionType, Outcome, PaymentResult
+from piaohao.clearing import orders as clearing_orders
 from piaohao.db.schema import payments, trade_components, trades
 from piaohao.domain import payments as pay_states
 from piaohao.domain import trades as trade_states
@@ -211,6 +212,10 @@ def apply_channel_result(p: Platform, payment_no: str, result: PaymentResult, *,
 def _apply(conn: Connection, p: Platform, payment_no: str, result: PaymentResult, source: str,
            carrier: str | None = None) -> str:
     now = p.clock.now()
+    if result.outcome == Outcome.SUCCEEDED:
+        succeeded = _succeed_as_stated(conn, payment_no, result, carrier, now)
+        if succeeded is not None:
+            return _paid(conn, p, succeeded, source, now, result.paid_at or now)
     pay = conn.execute(select(payments).where(payments.c.payment_no == payment_no).with_for_update()
                        ).mappings().first()
     if pay is None:
@@ -241,8 +246,24 @@ def _apply(conn: Connection, p: Platform, payment_no: str, result: PaymentResult
     return "ignored"
 
 
-# Trades with another purpose than "sale" (top-ups, ...) post their own entries and events when
-# paid: purpose -> handler(conn, platform, paid_trade, payment, channel_clearing_account, now).
+def _succeed_as_stated(conn: Connection, payment_no: str, result: PaymentResult, carrier: str | None,
+                       now: datetime):
+    """The usual success in one statement: the record, if it can succeed (not yet succeeded), is for
+    the stated amount and currency and was carried by `carrier`, is marked succeeded (locked, as the
+    read in `_apply` would lock it) and returned, changed. None: nothing was changed, and `_apply`
+    decides as it always did (unknown, wrong account, mismatch, duplicate), from the record as read."""
+    c = payments.c
+    q = update(payments).where(c.payment_no == payment_no, c.status.in_(PAYMENT_STATES.sources("succeed")),
+                               c.amount == result.amount)
+    if result.currency:
+        q = q.where(c.currency == result.currency)
+    if carrier is not None:
+        q = q.where(c.channel == carrier)
+    values = {"status": pay_states.SUCCEEDED, "paid_at": result.paid_at or now, "finished_at": now,
+              "next_query_at": None, "updated_at": now}
+    if result.channel_txn_no:  # else the record keeps the one it has
+        values["channel_txn_no"] = result.channel_txn_no
+    return conn.execute(q.values(**values).returning(*payments.c)).mappings().first()
 
 
 def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, source: str, now: datetime) -> str:
@@ -267,8 +288,20 @@ def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, so
                                         payments.c.status == pay["status"]).values(
         status=PAYMENT_STATES.next(pay["status"], "succeed"), channel_txn_no=result.channel_txn_no or
         pay["channel_txn_no"], paid_at=paid_at, finished_at=now, next_query_at=None, updated_at=now))
-    trade = conn.execute(select(trades).where(trades.c.trade_no == pay["trade_no"]).with_for_update()
-                         ).mappings().first()
+    return _paid(conn, p, pay, source, now, paid_at)
+
+
+# Trades with another purpose than "sale" (top-ups, ...) post their own entries and events when
+# paid: purpose -> handler(conn, platform, paid_trade, payment, channel_clearing_account, now).
+
+
+def _paid(conn: Connection, p: Platform, pay, source: str, now: datetime, paid_at: datetime) -> str:
+    """The payment `pay` was just marked succeeded (its columns other than its state's as they were):
+    the trade is paid by it, or, if the trade cannot take it, the money goes to suspense."""
+    # The trade, locked, with what clearing would read next (see `clearing.orders.paid_facts_columns`).
+    trade, facts = clearing_orders.paid_facts(conn.execute(
+        select(trades, *clearing_orders.paid_facts_columns(trades.c.trade_no, trades.c.merchant_id))
+        .where(trades.c.trade_no == pay["trade_no"]).with_for_update()).mappings().one())
     components = funding.trade_components_of(conn, trade["trade_no"])  # read once, the trade locked
     held = funding.held_of(components, pay["operation"])
     covers = pay["amount"] + sum(c["amount"] for c in held) == trade["amount"]
@@ -300,21 +333,24 @@ def _apply_success(conn: Connection, p: Platform, pay, result: PaymentResult, so
     # written, so the merchant's event need not read the parts back.
     now_components = None if components else [{"method": pay["method"], "amount": pay["amount"],
                                                 "refunded_amount": 0}]
-    handler(conn, p, paid, pay, now, components=now_components)
+    handler(conn, p, paid, pay, now, components=now_components, facts=facts)
     return "succeeded"
 
 
-def _sale_paid(conn: Connection, p: Platform, paid, pay, now: datetime, *, components: list | None = None) -> None:
+def _sale_paid(conn: Connection, p: Platform, paid, pay, now: datetime, *, components: list | None = None,
+               facts: clearing_orders.PaidFacts | None = None) -> None:
     """A sale was paid: the money is the merchant's (its orders' sellers' after clearing); tell it."""
     collect.to_merchant(conn, payment_no=pay["payment_no"], channel=pay["channel"], merchant_id=paid["merchant_id"],
                         currency=pay["currency"], amount=pay["amount"], trade_no=paid["trade_no"], at=now)
-    settlement_clearing.on_trade_paid(conn, p, paid, now)  # orders -> their sellers' pending settlement
-    tell_merchant(conn, p, paid, "trade.succeeded", now, components=components)
+    # orders -> their sellers' pending settlement; what the event shows of them, when known without a read
+    cleared = settlement_clearing.on_trade_paid(conn, p, paid, now, facts=facts)
+    tell_merchant(conn, p, paid, "trade.succeeded", now, components=components, orders=cleared)
 
 
-# purpose -> handler(conn, platform, paid_trade, payment, now, components=...), in the transaction
-# that records the channel's success (`components`: the trade's parts when known without a read,
-# else None). A purpose missing here is refused (the transaction rolls back), never a sale.
+# purpose -> handler(conn, platform, paid_trade, payment, now, components=..., facts=...), in the
+# transaction that records the channel's success (`components`: the trade's parts when known
+# without a read, else None; `facts`: what clearing needs, read with the trade's lock). A purpose
+# missing here is refused (the transaction rolls back), never a sale.
 PAID_HANDLERS: dict[str, Callable] = {
     "sale": _sale_paid,
     topups.PURPOSE: topups.on_paid,

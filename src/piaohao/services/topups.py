@@ -144,9 +144,10 @@ def _locked_topup(conn: Connection, trade_no: str):
     return conn.execute(select(topups).where(topups.c.trade_no == trade_no).with_for_update()).mappings().first()
 
 
-def on_paid(conn: Connection, p: Platform, trade, pay, now: datetime, *, components: list | None = None) -> None:
+def on_paid(conn: Connection, p: Platform, trade, pay, now: datetime, *, components: list | None = None,
+            facts=None) -> None:
     """The top-up's trade was paid (PAID_HANDLERS["topup"]): credit the member's balance. (Its
-    event shows the top-up, not the trade's `components`.)"""
+    event shows the top-up, not the trade's `components`; no clearing, so no use for `facts`.)"""
     t = _locked_topup(conn, trade["trade_no"])
     if t is None or t["status"] != PENDING or pay["amount"] != t["amount"] or pay["currency"] != t["currency"]:
         # Cannot happen by construction; never lose the channel's money if it does: suspense + alert.

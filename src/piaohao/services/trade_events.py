@@ -14,11 +14,14 @@ __all__ = ["tell_merchant"]
 
 
 def tell_merchant(conn: Connection, p: Platform, trade, event_type: str, now: datetime, *,
-                  components: list | None = None) -> None:
-    """`components`: the trade's parts as `load_components` would read them, when the caller knows them."""
+                  components: list | None = None, orders: list | None = None) -> None:
+    """`components`, `orders`: the trade's parts as `load_components` would read them, and its
+    orders as `load_orders` would, when the caller knows them (None: read them)."""
     if components is None:
         components = load_components(conn, trade["trade_no"])
+    if orders is None:
+        orders = load_orders(conn, p, trade["trade_no"])
     notifications.enqueue(conn, now=now, merchant_id=trade["merchant_id"], app_id=trade["app_id"],
                           type=event_type, subject_id=trade["trade_no"],
-                          data=trade_view(p, trade, components, load_orders(conn, p, trade["trade_no"])),
+                          data=trade_view(p, trade, components, orders),
                           notify_url=trade["notify_url"], tz=p.settings.tz)
