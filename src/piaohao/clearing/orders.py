@@ -172,9 +172,12 @@ def on_trade_paid(conn: Connection, p: Platform, trade, now: datetime, *,
     return None
 
 
+_INSERT_ORDER = trade_orders.insert()
+
+
 def _insert_own_sale(conn: Connection, trade, settle_after_days: int, now: datetime) -> None:
     """A sale without orders: the merchant's own, one row, due for settlement after the merchant's days."""
-    conn.execute(insert(trade_orders).values(
+    conn.execute(_INSERT_ORDER, dict(  # the row as parameters of a statement built once (docs/speed.md)
         trade_no=trade["trade_no"], out_order_no=OWN_ORDER_NO, merchant_id=trade["merchant_id"], kind="own",
         seller_type=chart.MERCHANT, seller_id=trade["merchant_id"], currency=trade["currency"],
         amount=trade["amount"], subsidy_amount=0, split_amount=0, subsidy_date=None, position=0, status=PENDING,

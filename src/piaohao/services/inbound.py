@@ -97,8 +97,11 @@ def handle_channel_notification(p: Platform, channel_name: str, headers: dict[st
     return channel.ack(True)
 
 
+_INSERT_NOTIFICATION = channel_notifications.insert()
+
+
 def _record(conn, channel_name: str, note, body: bytes, effect: str, now) -> None:
-    conn.execute(insert(channel_notifications).values(
+    conn.execute(_INSERT_NOTIFICATION, dict(  # the row as parameters of a statement built once
         channel=channel_name, payment_no=note.payment_no, verified=True, outcome=effect[:32],
         body=body[:BODY_LOGGED_MAX].decode("utf-8", "replace"), received_at=now))
 

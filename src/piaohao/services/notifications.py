@@ -18,6 +18,7 @@ every try, and every operator resend, sends byte-identical bodies with the same 
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -66,6 +67,15 @@ def _insert(conn: Connection):
     raise RuntimeError(f"outbox: unsupported database dialect {name!r}")
 
 
+@functools.cache
+def _enqueue_statement(dialect_name: str):
+    """Built once per dialect, the row as parameters: building it with `.values(**row)` on every
+    event cost ≈ 0.3 ms of coercions and cache key per payment (docs/speed.md)."""
+    make = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    return (make(outbox_events).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(outbox_events.c.event_id))
+
+
 def build_payload(event_id: str, type: str, created_at: datetime, data: dict, tz: tzinfo | None = None) -> bytes:
     """The exact bytes POSTed to the merchant on every try."""
     return orjson.dumps({"id": event_id, "type": type, "created_at": rfc3339(created_at, tz), "data": data})
@@ -95,9 +105,7 @@ def enqueue(
     """
     row = _event_row(now=now, merchant_id=merchant_id, app_id=app_id, type=type, subject_id=subject_id, data=data,
                      notify_url=notify_url, dedupe_key=dedupe_key, tz=tz)
-    stmt = (_insert(conn).values(**row).on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(outbox_events.c.event_id))
-    event_id = conn.execute(stmt).scalar_one_or_none()
+    event_id = conn.execute(_enqueue_statement(conn.dialect.name), row).scalar_one_or_none()
     if event_id is not None and row["status"] == PENDING:
         wake_after_commit(conn, WAKE_TOPIC)
     return event_id

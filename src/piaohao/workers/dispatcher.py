@@ -20,6 +20,7 @@ Delivery is at-least-once with a stable event id; receivers deduplicate on `id`.
 
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 import time
@@ -31,7 +32,7 @@ from datetime import datetime, timedelta
 import httpx
 import structlog
 from prometheus_client import Counter, Histogram
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from piaohao.alerts import WARNING, raise_alert_now
 from piaohao.db.database import Database
@@ -108,6 +109,36 @@ def parse_notify_url(raw: str | None) -> httpx.URL:
     return url
 
 
+
+# Built once (the values go as parameters; an UPDATE without .values() sets the columns its
+# parameters name, the WHERE clause's are named k_*): built per call they cost SQLAlchemy more
+# than the database took to run them (docs/speed.md, "Statements built once").
+_INSERT_ATTEMPT = notification_attempts.insert()
+_LEASE = (update(outbox_events).where(outbox_events.c.event_id.in_(bindparam("k_ids", expanding=True)))
+          .values(attempts=outbox_events.c.attempts + 1, lease_until=bindparam("v_lease"),
+                  next_attempt_at=bindparam("v_lease")))
+
+
+@functools.cache
+def _claim_statement(batch_size: int, skip_locked: bool):
+    e = outbox_events
+    q = (select(e.c.event_id, e.c.type, e.c.app_id, e.c.notify_url, e.c.payload, e.c.attempts, apps.c.secret_sealed)
+         .select_from(e.outerjoin(apps, apps.c.app_id == e.c.app_id))
+         .where(e.c.status == PENDING, e.c.next_attempt_at <= bindparam("k_now", type_=e.c.next_attempt_at.type))
+         .order_by(e.c.next_attempt_at, e.c.event_id)
+         .limit(batch_size))
+    return q.with_for_update(skip_locked=True, of=e) if skip_locked else q
+
+
+@functools.cache
+def _result_statement(event: str):
+    """The try's outcome, applied only if the event is still in a state `event` leaves and the lease is ours."""
+    e = outbox_events.c
+    return update(outbox_events).where(e.event_id == bindparam("k_event_id"),
+                                       e.status.in_(EVENT_STATES.sources(event)),
+                                       e.lease_until == bindparam("k_lease_until"))
+
+
 class OutboxDispatcher:
     def __init__(
         self,
@@ -179,23 +210,12 @@ class OutboxDispatcher:
 
     def claim(self) -> list[Claim]:
         """Take a lease on up to `batch_size` due events and count their try (one transaction)."""
-        e = outbox_events
         now = self.clock.now()
 
         def fn(conn: Connection) -> list[Claim]:
             # The app's current secret is read with the claim (a rotation applies from the next
             # batch): joined, so the claim is one statement; only the events are locked.
-            q = (
-                select(e.c.event_id, e.c.type, e.c.app_id, e.c.notify_url, e.c.payload, e.c.attempts,
-                       apps.c.secret_sealed)
-                .select_from(e.outerjoin(apps, apps.c.app_id == e.c.app_id))
-                .where(e.c.status == PENDING, e.c.next_attempt_at <= now)
-                .order_by(e.c.next_attempt_at, e.c.event_id)
-                .limit(self.batch_size)
-            )
-            if not self.db.is_sqlite:
-                q = q.with_for_update(skip_locked=True, of=e)
-            rows = conn.execute(q).all()
+            rows = conn.execute(_claim_statement(self.batch_size, not self.db.is_sqlite), {"k_now": now}).all()
             if not rows:
                 return []
             # Random microseconds make the lease value this claim's own: the result update
@@ -203,11 +223,7 @@ class OutboxDispatcher:
             lease = now + timedelta(seconds=self._lease_seconds(len(rows)),
                                     microseconds=secrets.randbelow(1_000_000))
             ids = [r.event_id for r in rows]
-            conn.execute(
-                update(e)
-                .where(e.c.event_id.in_(ids))
-                .values(lease_until=lease, next_attempt_at=lease, attempts=e.c.attempts + 1)
-            )
+            conn.execute(_LEASE, {"k_ids": ids, "v_lease": lease})
             sealer = self.sealer()
             sealed_by_app = {r.app_id: r.secret_sealed for r in rows if r.secret_sealed is not None}  # None: no app
             secrets_by_app = {app_id: open_secret(sealer, app_id, sealed) for app_id, sealed in sealed_by_app.items()}
@@ -293,7 +309,6 @@ class OutboxDispatcher:
 
     def record(self, claim: Claim, outcome: Outcome) -> bool:
         """Log the try and move the event on, if the lease is still ours. True when the event was updated."""
-        e = outbox_events
         now = self.clock.now()
         schedule = self.settings.notify_retry_s
         if outcome.ok:
@@ -311,25 +326,11 @@ class OutboxDispatcher:
         )
 
         def fn(conn: Connection) -> bool:
-            conn.execute(
-                insert(notification_attempts).values(
-                    event_id=claim.event_id,
-                    attempt_no=claim.attempt,
-                    status_code=outcome.status_code,
-                    error=outcome.error,
-                    duration_ms=outcome.duration_ms,
-                    started_at=outcome.started_at,
-                )
-            )
-            result = conn.execute(
-                update(e)
-                .where(
-                    e.c.event_id == claim.event_id,
-                    e.c.status.in_(EVENT_STATES.sources(event)),
-                    e.c.lease_until == claim.lease_until,
-                )
-                .values(**values)
-            )
+            conn.execute(_INSERT_ATTEMPT, {
+                "event_id": claim.event_id, "attempt_no": claim.attempt, "status_code": outcome.status_code,
+                "error": outcome.error, "duration_ms": outcome.duration_ms, "started_at": outcome.started_at})
+            result = conn.execute(_result_statement(event),
+                                  {"k_event_id": claim.event_id, "k_lease_until": claim.lease_until, **values})
             return result.rowcount == 1
 
         applied = self.db.write(fn)
