@@ -10,7 +10,6 @@ marker NOTIFY committed after it (PostgreSQL delivers a listener's notifications
 from __future__ import annotations
 
 import threading
-import time
 
 import psycopg
 import pytest
@@ -21,6 +20,7 @@ from piaohao.services import notifications as notif
 from piaohao.workers.runner import Loop, Runner
 from piaohao.workers.wake import WakeListener, libpq_url
 from tests.notifications.test_outbox import TRADE, enqueue
+from tests.support.merchant import wait_until as poll_until
 
 HUGE_S = 300.0  # a safety poll no test waits for
 BOUND_S = 60.0  # generous: reached only when something is broken
@@ -28,10 +28,7 @@ MARKER = "piaohao_test_marker"
 
 
 def wait_until(predicate, what: str, bound_s: float = BOUND_S) -> None:
-    deadline = time.monotonic() + bound_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"not within {bound_s:g} s: {what}"
-        time.sleep(0.01)
+    assert poll_until(predicate, timeout_s=bound_s, interval_s=0.01), f"not within {bound_s:g} s: {what}"
 
 
 class Rounds:

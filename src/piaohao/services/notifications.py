@@ -18,7 +18,6 @@ every try, and every operator resend, sends byte-identical bodies with the same 
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -27,6 +26,7 @@ from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from piaohao.db.database import Database, wake_after_commit
+from piaohao.db.inserts import insert_if_absent
 from piaohao.db.schema import notification_attempts, outbox_events
 from piaohao.domain.states import StateMachine
 from piaohao.kernel.clock import rfc3339
@@ -67,15 +67,6 @@ def _insert(conn: Connection):
     raise RuntimeError(f"outbox: unsupported database dialect {name!r}")
 
 
-@functools.cache
-def _enqueue_statement(dialect_name: str):
-    """Built once per dialect, the row as parameters: building it with `.values(**row)` on every
-    event cost ≈ 0.3 ms of coercions and cache key per payment (docs/speed.md)."""
-    make = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    return (make(outbox_events).on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(outbox_events.c.event_id))
-
-
 def build_payload(event_id: str, type: str, created_at: datetime, data: dict, tz: tzinfo | None = None) -> bytes:
     """The exact bytes POSTed to the merchant on every try."""
     return orjson.dumps({"id": event_id, "type": type, "created_at": rfc3339(created_at, tz), "data": data})
@@ -105,7 +96,8 @@ def enqueue(
     """
     row = _event_row(now=now, merchant_id=merchant_id, app_id=app_id, type=type, subject_id=subject_id, data=data,
                      notify_url=notify_url, dedupe_key=dedupe_key, tz=tz)
-    event_id = conn.execute(_enqueue_statement(conn.dialect.name), row).scalar_one_or_none()
+    # insert_if_absent: one INSERT ... ON CONFLICT (dedupe_key) DO NOTHING, built once per dialect.
+    event_id = row["event_id"] if insert_if_absent(conn, outbox_events, row, ("dedupe_key",)) else None
     if event_id is not None and row["status"] == PENDING:
         wake_after_commit(conn, WAKE_TOPIC)
     return event_id
